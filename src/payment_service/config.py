@@ -1,0 +1,128 @@
+"""One settings object for the whole service (pydantic-settings, env prefix ``PAYMENT_``).
+
+Nested groups are set with a double underscore, e.g. ``PAYMENT_DB__URL``. Modules read
+``get_settings().<group>``, never ``os.environ``. Provider credentials are not environment
+variables: they are read from Vault (KV v2) at start-up by :mod:`payment_service.secrets`.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from functools import lru_cache
+
+from pydantic import BaseModel, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Environment(StrEnum):
+    """Where the service runs."""
+
+    development = "development"
+    """Local machine: dev credentials may be seeded, Vault may be absent."""
+    test = "test"
+    """The test suite."""
+    production = "production"
+    """Real money: every dependency must be reachable and configured."""
+
+
+class HTTPSettings(BaseModel):
+    host: str = "127.0.0.1"
+    port: int = 8000
+    max_in_flight: int = Field(256, description="Requests served at once; beyond it 503 + Retry-After")
+    max_body_bytes: int = 1_048_576
+    shutdown_grace_seconds: float = 20.0
+    public_base_url: str = "http://127.0.0.1:8000"
+
+
+class DatabaseSettings(BaseModel):
+    url: SecretStr = SecretStr("postgresql+asyncpg://postgres@127.0.0.1:5432/payment_service")
+    pool_size: int = 16
+    max_overflow: int = 4
+    pool_timeout_seconds: float = 5.0
+    statement_timeout_ms: int = 15_000
+    echo: bool = False
+
+
+class RedisSettings(BaseModel):
+    url: SecretStr = SecretStr("redis://127.0.0.1:6379/0")
+
+
+class KafkaSettings(BaseModel):
+    bootstrap_servers: str = "127.0.0.1:9092"
+    topic_prefix: str = ""
+    client_id: str = "payment-service"
+    consumer_group: str = "payment-service"
+    enable_idempotence: bool = Field(
+        False,
+        description="Idempotent producer; on for real Kafka. The local Tansu cannot (InitProducerId fails).",
+    )
+    request_timeout_ms: int = 10_000
+
+
+class VaultSettings(BaseModel):
+    addr: str = "http://127.0.0.1:8200"
+    token: SecretStr | None = None
+    kv_mount: str = "secret"
+    providers_path: str = "payment-service/providers"
+    transit_mount: str = "transit"
+    timeout_seconds: float = 5.0
+
+
+class AuthSettings(BaseModel):
+    algorithm: str = Field("HS256", pattern="^(HS256|RS256)$")
+    hs256_secret: SecretStr | None = None
+    rs256_public_key: SecretStr | None = None
+    rs256_private_key: SecretStr | None = Field(None, description="Only for minting dev tokens")
+    issuer: str = "game-platform"
+    audience: str = "payment-service"
+    leeway_seconds: int = 30
+
+
+class IdempotencySettings(BaseModel):
+    lock_timeout_seconds: int = Field(60, description="An in-progress key older than this may be taken over")
+    retention_hours: int = 72
+    max_key_length: int = 255
+
+
+class OutboxSettings(BaseModel):
+    batch_size: int = 500
+    poll_interval_seconds: float = 1.0
+    publish_timeout_seconds: float = 10.0
+
+
+class ConsumerSettings(BaseModel):
+    max_attempts: int = 5
+    backoff_initial_seconds: float = 0.2
+    backoff_max_seconds: float = 5.0
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="PAYMENT_",
+        env_nested_delimiter="__",
+        env_file=".env",
+        extra="ignore",
+    )
+
+    env: Environment = Environment.development
+    service_name: str = "payment-service"
+    log_level: str = "INFO"
+    log_json: bool = True
+    http: HTTPSettings = HTTPSettings()
+    db: DatabaseSettings = DatabaseSettings()
+    redis: RedisSettings = RedisSettings()
+    kafka: KafkaSettings = KafkaSettings()
+    vault: VaultSettings = VaultSettings()
+    auth: AuthSettings = AuthSettings()
+    idempotency: IdempotencySettings = IdempotencySettings()
+    outbox: OutboxSettings = OutboxSettings()
+    consumer: ConsumerSettings = ConsumerSettings()
+
+    @property
+    def is_production(self) -> bool:
+        return self.env is Environment.production
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,74 @@
+"""FastAPI dependencies as ``Annotated`` aliases: Session, Principal, Clock, scopes."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Coroutine
+from typing import Annotated, Any
+
+from fastapi import Depends, Request
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from payment_service.auth import Principal as PrincipalT
+from payment_service.auth import bearer_token, decode_token
+from payment_service.kit.clock import Clock as ClockT
+from payment_service.kit.idempotency import Claim
+from payment_service.resources import Resources as ResourcesT
+
+
+def get_resources(request: Request) -> ResourcesT:
+    resources: ResourcesT = request.app.state.resources
+    return resources
+
+
+async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
+    """The request's session.
+
+    Mutating ``/v1`` requests get the unit-of-work session opened by ``UnitOfWorkMiddleware``
+    (it commits together with the idempotency record); other requests get a session of their own
+    that is committed at the end (read-only in practice).
+    """
+    uow = getattr(request.state, "uow_session", None)
+    if uow is not None:
+        yield uow
+        return
+    async with get_resources(request).sessionmaker() as session:
+        yield session
+        await session.commit()
+
+
+def get_principal(request: Request) -> PrincipalT:
+    cached = getattr(request.state, "principal", None)
+    if isinstance(cached, PrincipalT):
+        return cached
+    principal = decode_token(
+        bearer_token(request.headers.get("authorization")), get_resources(request).settings.auth
+    )
+    request.state.principal = principal
+    return principal
+
+
+def get_clock(request: Request) -> ClockT:
+    return get_resources(request).clock
+
+
+def get_idempotency_claim(request: Request) -> Claim | None:
+    claim = getattr(request.state, "idempotency_claim", None)
+    return claim if isinstance(claim, Claim) else None
+
+
+def require_scope(scope: str) -> Callable[..., Coroutine[Any, Any, PrincipalT]]:
+    """Dependency factory: the caller must be authenticated and hold ``scope``."""
+
+    async def dependency(principal: Annotated[PrincipalT, Depends(get_principal)]) -> PrincipalT:
+        principal.require(scope)
+        return principal
+
+    dependency.__name__ = f"require_{scope.replace(':', '_')}"
+    return dependency
+
+
+Session = Annotated[AsyncSession, Depends(get_session)]
+Principal = Annotated[PrincipalT, Depends(get_principal)]
+Clock = Annotated[ClockT, Depends(get_clock)]
+Resources = Annotated[ResourcesT, Depends(get_resources)]
+IdempotencyClaim = Annotated[Claim | None, Depends(get_idempotency_claim)]

@@ -1,0 +1,397 @@
+"""Pure-ASGI middleware, outermost first:
+
+1. :class:`RequestContextMiddleware` — X-Request-ID / X-Correlation-ID into contextvars, logs
+   and the response; RED metrics per route template.
+2. :class:`InFlightLimitMiddleware` — at most N requests at once; beyond it 503 + Retry-After
+   instead of unbounded queueing (health and metrics are never shed).
+3. :class:`BodyLimitMiddleware` — 413 for bodies over the limit, declared or streamed.
+4. :class:`UnitOfWorkMiddleware` — the one transaction of a mutating ``/v1`` request, with its
+   Idempotency-Key claim: replay, conflict, or run the endpoint and store its response in the
+   same transaction, then commit before the first byte is sent.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Awaitable, Callable, MutableMapping
+from datetime import timedelta
+from typing import Any
+
+import structlog
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from payment_service import metrics
+from payment_service.auth import bearer_token, decode_token
+from payment_service.config import Settings
+from payment_service.errors import AppError, problem_body
+from payment_service.kit import idempotency
+from payment_service.kit.clock import Clock
+from payment_service.logging import correlation_id_var, request_id_var
+
+log = structlog.get_logger(__name__)
+
+MUTATING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+UNSHED_PREFIXES = ("/health", "/metrics")
+_STORED_HEADERS = ("content-type", "location")
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope.get("headers", ()):
+        if key == name:
+            try:
+                return str(value.decode("latin-1"))
+            except UnicodeDecodeError:
+                return None
+    return None
+
+
+async def _send_problem(
+    send: Send, scope: Scope, exc_or_status: AppError | int, headers: dict[str, str] | None = None, **kw: Any
+) -> None:
+    import orjson
+
+    if isinstance(exc_or_status, AppError):
+        exc = exc_or_status
+        extra = dict(exc.extra)
+        retry_after = extra.pop("retry_after", None)
+        if retry_after is not None:
+            headers = {**(headers or {}), "Retry-After": str(retry_after)}
+        body = problem_body(
+            code=exc.code,
+            status=exc.status,
+            title=exc.title,
+            detail=exc.detail,
+            instance=scope.get("path"),
+            request_id=request_id_var.get(),
+            **extra,
+        )
+        status = exc.status
+    else:
+        status = exc_or_status
+        body = problem_body(status=status, instance=scope.get("path"), request_id=request_id_var.get(), **kw)
+    raw = orjson.dumps(body)
+    hdrs = [(b"content-type", b"application/problem+json"), (b"content-length", str(len(raw)).encode())]
+    for k, v in (headers or {}).items():
+        hdrs.append((k.lower().encode(), v.encode()))
+    await send({"type": "http.response.start", "status": status, "headers": hdrs})
+    await send({"type": "http.response.body", "body": raw})
+
+
+class RequestContextMiddleware:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        incoming = _header(scope, b"x-request-id")
+        request_id = incoming if incoming and len(incoming) <= 128 and incoming.isprintable() else uuid.uuid4().hex
+        correlation = _header(scope, b"x-correlation-id")
+        correlation_id = correlation if correlation and len(correlation) <= 128 else request_id
+        rid_token = request_id_var.set(request_id)
+        cid_token = correlation_id_var.set(correlation_id)
+        scope.setdefault("state", {})["request_id"] = request_id
+        status_holder = [500]
+        started = time.perf_counter()
+
+        async def send_wrapper(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status_holder[0] = message["status"]
+                headers = list(message.get("headers", []))
+                headers.append((b"x-request-id", request_id.encode()))
+                message["headers"] = headers
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            route = scope.get("route")
+            template = getattr(route, "path", None) or "unmatched"
+            method = scope.get("method", "")
+            elapsed = time.perf_counter() - started
+            metrics.HTTP_REQUESTS.labels(template, method, str(status_holder[0])).inc()
+            metrics.HTTP_LATENCY.labels(template, method).observe(elapsed)
+            request_id_var.reset(rid_token)
+            correlation_id_var.reset(cid_token)
+
+
+class InFlightLimitMiddleware:
+    def __init__(self, app: ASGIApp, *, limit: int, retry_after_seconds: int = 1) -> None:
+        self.app = app
+        self.limit = limit
+        self.retry_after = retry_after_seconds
+        self.in_flight = 0
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"].startswith(UNSHED_PREFIXES):
+            await self.app(scope, receive, send)
+            return
+        if self.in_flight >= self.limit:
+            metrics.HTTP_SHED.inc()
+            await _send_problem(
+                send,
+                scope,
+                503,
+                headers={"Retry-After": str(self.retry_after)},
+                code="overloaded",
+                title="Service is at capacity",
+                detail="Too many requests in flight; retry after the given delay",
+            )
+            return
+        self.in_flight += 1
+        metrics.HTTP_IN_FLIGHT.inc()
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.in_flight -= 1
+            metrics.HTTP_IN_FLIGHT.dec()
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+class BodyLimitMiddleware:
+    def __init__(self, app: ASGIApp, *, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = _header(scope, b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+            await self._too_large(scope, send)
+            return
+        received = 0
+        started = False
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    raise _BodyTooLarge
+            return message
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, tracking_send)
+        except _BodyTooLarge:
+            if not started:
+                await self._too_large(scope, send)
+
+    async def _too_large(self, scope: Scope, send: Send) -> None:
+        await _send_problem(
+            send,
+            scope,
+            413,
+            code="payload_too_large",
+            title="Request body too large",
+            detail=f"Request bodies are limited to {self.max_bytes} bytes",
+        )
+
+
+async def _read_body(receive: Receive) -> bytes:
+    chunks: list[bytes] = []
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ConnectionAbortedError
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+class UnitOfWorkMiddleware:
+    """One transaction per mutating ``/v1`` request, holding the Idempotency-Key claim.
+
+    * 2xx/3xx: the response is stored with the key and committed together with the work; the
+      client receives it only after the commit succeeded.
+    * 4xx/5xx: the work is rolled back, so nothing of a failed request persists and a retry
+      with the same key runs again (Stripe: "nothing is saved if validation fails"). A key that
+      a checkpoint had already committed is unlocked. Business outcomes that must be replayed
+      (a declined payment) are successful responses carrying a failed status.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        sessionmaker: Callable[[], async_sessionmaker[AsyncSession]],
+        settings: Settings,
+        clock: Callable[[], Clock],
+        exempt_prefixes: tuple[str, ...] = (),
+    ) -> None:
+        self.app = app
+        self.sessionmaker = sessionmaker
+        self.settings = settings
+        self.clock = clock
+        self.exempt = exempt_prefixes
+        self.lock_timeout = timedelta(seconds=settings.idempotency.lock_timeout_seconds)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            scope["type"] != "http"
+            or scope["method"] not in MUTATING
+            or not scope["path"].startswith("/v1/")
+            or scope["path"].startswith(self.exempt)
+        ):
+            await self.app(scope, receive, send)
+            return
+        try:
+            key = idempotency.validate_key(
+                _header(scope, b"idempotency-key"), max_length=self.settings.idempotency.max_key_length
+            )
+        except AppError as exc:
+            await _send_problem(send, scope, exc)
+            return
+        try:
+            principal = decode_token(bearer_token(_header(scope, b"authorization")), self.settings.auth)
+        except AppError as exc:
+            await _send_problem(send, scope, exc)
+            return
+        try:
+            body = await _read_body(receive)
+        except ConnectionAbortedError:
+            return
+
+        state: MutableMapping[str, Any] = scope.setdefault("state", {})
+        clock = self.clock()
+        async with self.sessionmaker()() as session:
+            try:
+                claimed = await idempotency.claim(
+                    session,
+                    principal=principal.key,
+                    key=key,
+                    method=scope["method"],
+                    path=scope["path"],
+                    request_fingerprint=idempotency.fingerprint(
+                        scope["method"], scope["path"], scope.get("query_string", b"").decode("latin-1"), body
+                    ),
+                    now=clock.now(),
+                    lock_timeout=self.lock_timeout,
+                )
+            except AppError as exc:
+                await session.rollback()
+                await _send_problem(send, scope, exc)
+                return
+            if isinstance(claimed, idempotency.StoredResponse):
+                await session.rollback()
+                metrics.IDEMPOTENT_REPLAYS.inc()
+                await self._send_stored(send, claimed, replayed=True)
+                return
+
+            state["uow_session"] = session
+            state["idempotency_claim"] = claimed
+            state["principal"] = principal
+            try:
+                status, headers, resp_body = await self._run(scope, body, state)
+            except BaseException:
+                await self._abandon(session, claimed)
+                raise
+            if status < 400:
+                stored = idempotency.StoredResponse(
+                    status=status,
+                    headers={k: v for k, v in headers.items() if k in _STORED_HEADERS},
+                    body=resp_body,
+                )
+                try:
+                    await idempotency.complete(session, claimed, stored, now=clock.now())
+                    await session.commit()
+                except Exception as exc:  # the work did not persist: tell the client so
+                    await session.rollback()
+                    error_id = uuid.uuid4().hex
+                    log.exception("commit_failed", error_id=error_id, exc_info=exc)
+                    await _send_problem(
+                        send,
+                        scope,
+                        503,
+                        headers={"Retry-After": "1"},
+                        code="commit_failed",
+                        title="The request could not be committed",
+                        detail="Nothing was changed; retry with the same Idempotency-Key",
+                        error_id=error_id,
+                    )
+                    return
+                await self._send_stored(send, stored, replayed=False, all_headers=headers)
+                return
+            await self._abandon(session, claimed)
+            await self._send_stored(
+                send, idempotency.StoredResponse(status=status, headers=headers, body=resp_body), replayed=False
+            )
+
+    @staticmethod
+    async def _abandon(session: AsyncSession, claimed: idempotency.Claim) -> None:
+        """Roll the work back; unlock the key if a checkpoint had committed it."""
+        await session.rollback()
+        try:
+            await idempotency.release(session, claimed)
+            await session.commit()
+        except Exception:
+            await session.rollback()
+            log.warning("idempotency_release_failed", key=claimed.key)
+
+    async def _run(
+        self, scope: Scope, body: bytes, state: MutableMapping[str, Any]
+    ) -> tuple[int, dict[str, str], bytes]:
+        sent = False
+
+        async def replay_receive() -> Message:
+            nonlocal sent
+            if not sent:
+                sent = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return {"type": "http.disconnect"}
+
+        status = 500
+        headers: dict[str, str] = {}
+        chunks: list[bytes] = []
+
+        async def capture(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                for k, v in message.get("headers", []):
+                    name = k.decode("latin-1").lower()
+                    if name != "content-length":
+                        headers[name] = v.decode("latin-1")
+            elif message["type"] == "http.response.body":
+                chunks.append(message.get("body", b""))
+
+        await self.app(scope, replay_receive, capture)
+        return status, headers, b"".join(chunks)
+
+    @staticmethod
+    async def _send_stored(
+        send: Send,
+        stored: idempotency.StoredResponse,
+        *,
+        replayed: bool,
+        all_headers: dict[str, str] | None = None,
+    ) -> None:
+        hdrs = {**(all_headers or stored.headers)}
+        hdrs["content-length"] = str(len(stored.body))
+        if replayed:
+            hdrs["idempotent-replayed"] = "true"
+        await send(
+            {
+                "type": "http.response.start",
+                "status": stored.status,
+                "headers": [(k.encode("latin-1"), v.encode("latin-1")) for k, v in hdrs.items()],
+            }
+        )
+        await send({"type": "http.response.body", "body": stored.body})
+
+
+Handler = Callable[[Scope, Receive, Send], Awaitable[None]]

@@ -1,0 +1,8 @@
+"""Every ORM model; importing this package lets Alembic see all tables."""
+
+from payment_service.models.base import Base
+from payment_service.models.idempotency_key import IdempotencyKey
+from payment_service.models.inbox import DeadLetter, InboxEvent
+from payment_service.models.outbox import OutboxEvent
+
+__all__ = ["Base", "DeadLetter", "IdempotencyKey", "InboxEvent", "OutboxEvent"]

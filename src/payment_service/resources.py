@@ -1,0 +1,43 @@
+"""Process-wide resources (pools and clients), built once in the lifespan and closed on shutdown."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import redis.asyncio as aioredis
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from payment_service.config import Settings
+from payment_service.db import create_engine, create_sessionmaker
+from payment_service.kit.clock import Clock, SystemClock
+
+
+@dataclass
+class Resources:
+    settings: Settings
+    engine: AsyncEngine
+    sessionmaker: async_sessionmaker[AsyncSession]
+    redis: aioredis.Redis
+    http: httpx.AsyncClient
+    clock: Clock = field(default_factory=SystemClock)
+    provider_credentials: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    @classmethod
+    def build(cls, settings: Settings, *, application_name: str = "payment-service") -> Resources:
+        engine = create_engine(settings.db, application_name=application_name)
+        return cls(
+            settings=settings,
+            engine=engine,
+            sessionmaker=create_sessionmaker(engine),
+            redis=aioredis.Redis.from_url(
+                settings.redis.url.get_secret_value(), socket_timeout=2.0, socket_connect_timeout=2.0
+            ),
+            http=httpx.AsyncClient(timeout=httpx.Timeout(5.0)),
+        )
+
+    async def close(self) -> None:
+        await self.http.aclose()
+        await self.redis.aclose()
+        await self.engine.dispose()
