@@ -31,6 +31,7 @@ class HTTPSettings(BaseModel):
     max_in_flight: int = Field(256, description="Requests served at once; beyond it 503 + Retry-After")
     max_body_bytes: int = 1_048_576
     shutdown_grace_seconds: float = 20.0
+    drain_delay_seconds: float | None = Field(None, description="Readiness 503 before closing; None: 5 prod, 0 else")
     public_base_url: str = "http://127.0.0.1:8000"
 
 
