@@ -141,7 +141,9 @@ class Tokens:
         self.settings = settings
 
     def user(self, user_id: str | None = None, scopes: list[str] | None = None) -> str:
-        return mint_token(self.settings.auth, kind=PrincipalKind.user, subject=user_id or uuid.uuid4().hex, scopes=scopes)
+        return mint_token(
+            self.settings.auth, kind=PrincipalKind.user, subject=user_id or uuid.uuid4().hex, scopes=scopes
+        )
 
     def service(self, name: str, scopes: list[str]) -> str:
         return mint_token(self.settings.auth, kind=PrincipalKind.service, subject=name, scopes=scopes)

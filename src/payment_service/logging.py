@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import MutableMapping
 from contextvars import ContextVar
+from typing import Any
 
 import structlog
 
@@ -14,7 +16,7 @@ correlation_id_var: ContextVar[str | None] = ContextVar("correlation_id", defaul
 _REDACT = {"authorization", "password", "secret", "token", "pan", "card_number", "cvc", "api_key"}
 
 
-def _add_ids(_: object, __: str, event: dict[str, object]) -> dict[str, object]:
+def _add_ids(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     rid = request_id_var.get()
     if rid and "request_id" not in event:
         event["request_id"] = rid
@@ -24,7 +26,7 @@ def _add_ids(_: object, __: str, event: dict[str, object]) -> dict[str, object]:
     return event
 
 
-def _redact(_: object, __: str, event: dict[str, object]) -> dict[str, object]:
+def _redact(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     for key in list(event):
         if key.lower() in _REDACT:
             event[key] = "[redacted]"

@@ -11,7 +11,7 @@ from fastapi import FastAPI
 from payment_service import __version__
 from payment_service.api import root, v1
 from payment_service.config import Settings, get_settings
-from payment_service.errors import install_handlers
+from payment_service.exception_handlers import install_handlers
 from payment_service.logging import configure_logging
 from payment_service.middleware import (
     BodyLimitMiddleware,

@@ -109,7 +109,9 @@ class RequestContextMiddleware:
             await self.app(scope, receive, send_wrapper)
         finally:
             route = scope.get("route")
-            template = getattr(route, "path", None) or "unmatched"
+            path = getattr(route, "path", None)
+            # Routers carry their full prefix (see api.py), so route.path is the whole template.
+            template = f"{scope.get('root_path', '')}{path}" if path else "unmatched"
             method = scope.get("method", "")
             elapsed = time.perf_counter() - started
             metrics.HTTP_REQUESTS.labels(template, method, str(status_holder[0])).inc()

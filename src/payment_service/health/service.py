@@ -63,7 +63,9 @@ CHECKS: dict[str, Callable[[Resources], Awaitable[None]]] = {
 }
 
 
-async def _run(name: str, check: Callable[[Resources], Awaitable[None]], resources: Resources, timeout: float) -> CheckResult:
+async def _run(
+    name: str, check: Callable[[Resources], Awaitable[None]], resources: Resources, timeout: float
+) -> CheckResult:
     started = time.perf_counter()
     try:
         await asyncio.wait_for(check(resources), timeout)

@@ -184,9 +184,7 @@ async def set_recovery_point(session: AsyncSession, claim_: Claim, point: str) -
     )
 
 
-async def complete(
-    session: AsyncSession, claim_: Claim, response: StoredResponse, *, now: datetime
-) -> None:
+async def complete(session: AsyncSession, claim_: Claim, response: StoredResponse, *, now: datetime) -> None:
     """Store the final response in the same transaction as the work and unlock the key."""
     await session.execute(
         text(

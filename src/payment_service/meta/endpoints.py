@@ -7,7 +7,7 @@ from pydantic import BaseModel
 
 from payment_service.deps import Principal
 
-router = APIRouter(tags=["meta"])
+router = APIRouter(prefix="/v1", tags=["meta"])
 
 
 class WhoAmI(BaseModel):

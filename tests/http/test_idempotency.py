@@ -1,0 +1,270 @@
+"""Idempotency-Key on mutating requests: replay, reuse, concurrency, scoping, rollback, takeover."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import APIRouter, FastAPI
+from pydantic import BaseModel, ConfigDict
+from sqlalchemy import text
+
+from payment_service.deps import IdempotencyClaim, Session
+from payment_service.errors import Conflict
+from payment_service.kit import idempotency
+from payment_service.resources import Resources
+from tests.conftest import Tokens
+
+
+class NoteIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    text: str
+    delay_ms: int = 0
+    fail: bool = False
+
+
+router = APIRouter()
+
+
+@router.post("/v1/_test/notes", status_code=201)
+async def create_note(body: NoteIn, session: Session, claim: IdempotencyClaim) -> dict[str, Any]:
+    """Writes a row in the request's transaction, then optionally waits or fails."""
+    note_id = uuid.uuid4()
+    await session.execute(
+        text(
+            "INSERT INTO outbox_events (id, topic, key, type, version, source, payload) "
+            "VALUES (:id, 'test.notes', :key, 'test.note', 1, 'tests', CAST(:p AS jsonb))"
+        ),
+        {"id": note_id, "key": str(note_id), "p": f'{{"text": "{body.text}"}}'},
+    )
+    if body.delay_ms:
+        await asyncio.sleep(body.delay_ms / 1000)
+    if body.fail:
+        raise Conflict("asked to fail after writing")
+    return {"id": str(note_id), "text": body.text, "claim_id": str(claim.id) if claim else None}
+
+
+@pytest.fixture
+async def notes_app(app: FastAPI) -> FastAPI:
+    app.include_router(router)
+    return app
+
+
+async def count_notes(resources: Resources) -> int:
+    async with resources.engine.connect() as conn:
+        return int(
+            (await conn.execute(text("SELECT count(*) FROM outbox_events WHERE topic = 'test.notes'"))).scalar_one()
+        )
+
+
+class TestIdempotencyKey:
+    async def test_missing_key_is_a_problem(
+        self, notes_app: FastAPI, client: httpx.AsyncClient, tokens: Tokens
+    ) -> None:
+        r = await client.post("/v1/_test/notes", json={"text": "a"}, headers=tokens.headers(tokens.user()))
+
+        assert r.status_code == 400
+        assert r.headers["content-type"] == "application/problem+json"
+        assert r.json()["code"] == "idempotency_key_missing"
+
+    @pytest.mark.parametrize("key", ["", " ", "x" * 256, "key\twith-tab"])
+    async def test_invalid_key_is_a_problem(
+        self, notes_app: FastAPI, client: httpx.AsyncClient, tokens: Tokens, key: str
+    ) -> None:
+        headers = tokens.headers(tokens.user())
+        headers["Idempotency-Key"] = key
+
+        r = await client.post("/v1/_test/notes", json={"text": "a"}, headers=headers)
+
+        assert r.status_code == 400
+        assert r.json()["code"] == "idempotency_key_invalid"
+
+    async def test_same_key_same_request_replays_byte_for_byte(
+        self, notes_app: FastAPI, client: httpx.AsyncClient, tokens: Tokens, db: Resources
+    ) -> None:
+        headers = tokens.headers(tokens.user(), key="k-1")
+
+        first = await client.post("/v1/_test/notes", json={"text": "a"}, headers=headers)
+        second = await client.post(
+            "/v1/_test/notes", content=b'{ "text" :  "a" }', headers={**headers, "content-type": "application/json"}
+        )
+
+        assert first.status_code == 201
+        assert second.status_code == 201
+        assert second.content == first.content
+        assert second.headers["idempotent-replayed"] == "true"
+        assert "idempotent-replayed" not in first.headers
+        assert await count_notes(db) == 1
+
+    async def test_same_key_different_request_is_rejected(
+        self, notes_app: FastAPI, client: httpx.AsyncClient, tokens: Tokens, db: Resources
+    ) -> None:
+        headers = tokens.headers(tokens.user(), key="k-2")
+        await client.post("/v1/_test/notes", json={"text": "a"}, headers=headers)
+
+        r = await client.post("/v1/_test/notes", json={"text": "b"}, headers=headers)
+
+        assert r.status_code == 422
+        assert r.json()["code"] == "idempotency_key_reused"
+        assert await count_notes(db) == 1
+
+    async def test_keys_are_scoped_per_principal(
+        self, notes_app: FastAPI, client: httpx.AsyncClient, tokens: Tokens, db: Resources
+    ) -> None:
+        a = await client.post(
+            "/v1/_test/notes", json={"text": "a"}, headers=tokens.headers(tokens.user("u1"), key="same")
+        )
+        b = await client.post(
+            "/v1/_test/notes", json={"text": "a"}, headers=tokens.headers(tokens.user("u2"), key="same")
+        )
+
+        assert a.status_code == b.status_code == 201
+        assert a.json()["id"] != b.json()["id"]
+        assert await count_notes(db) == 2
+
+    async def test_concurrent_duplicates_execute_once(
+        self, notes_app: FastAPI, client: httpx.AsyncClient, tokens: Tokens, db: Resources
+    ) -> None:
+        headers = tokens.headers(tokens.user(), key="race")
+
+        responses = await asyncio.gather(
+            *(client.post("/v1/_test/notes", json={"text": "a", "delay_ms": 200}, headers=headers) for _ in range(12))
+        )
+
+        statuses = sorted(r.status_code for r in responses)
+        created = [r for r in responses if r.status_code == 201]
+        in_use = [r for r in responses if r.status_code == 409]
+        assert len(created) >= 1, statuses
+        assert len(in_use) >= 1, statuses  # the duplicates really overlapped the first request
+        assert len({r.content for r in created}) == 1  # any 201 beyond the first is a replay of it
+        assert all(r.json()["code"] == "idempotency_key_in_use" for r in in_use)
+        assert len(created) + len(in_use) == 12, statuses
+        assert await count_notes(db) == 1
+        after = await client.post("/v1/_test/notes", json={"text": "a", "delay_ms": 200}, headers=headers)
+        assert after.content == created[0].content
+
+    async def test_failed_request_leaves_nothing_and_can_be_retried(
+        self, notes_app: FastAPI, client: httpx.AsyncClient, tokens: Tokens, db: Resources
+    ) -> None:
+        token = tokens.user()
+
+        failed = await client.post(
+            "/v1/_test/notes", json={"text": "a", "fail": True}, headers=tokens.headers(token, key="f")
+        )
+        assert failed.status_code == 409
+        assert await count_notes(db) == 0
+
+        invalid = await client.post("/v1/_test/notes", json={"text": 1}, headers=tokens.headers(token, key="g"))
+        assert invalid.status_code == 422
+        retried = await client.post("/v1/_test/notes", json={"text": "a"}, headers=tokens.headers(token, key="g"))
+        assert retried.status_code == 201
+        assert await count_notes(db) == 1
+
+    async def test_unhandled_error_rolls_back_and_unlocks(
+        self, app: FastAPI, client: httpx.AsyncClient, tokens: Tokens, db: Resources
+    ) -> None:
+        boom = APIRouter()
+
+        @boom.post("/v1/_test/boom")
+        async def explode(session: Session) -> None:
+            await session.execute(
+                text(
+                    "INSERT INTO outbox_events (topic, key, type, version, source, payload) "
+                    "VALUES ('test.notes', 'x', 't', 1, 'tests', '{}')"
+                )
+            )
+            raise RuntimeError("kaboom")
+
+        app.include_router(boom)
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+            r = await c.post("/v1/_test/boom", json={}, headers=tokens.headers(tokens.user(), key="b"))
+
+        assert r.status_code == 500
+        assert r.json()["code"] == "internal_error"
+        assert "kaboom" not in r.text
+        assert await count_notes(db) == 0
+
+
+class TestClaim:
+    """The claim function itself, against Postgres."""
+
+    async def claim(self, session: Any, key: str, fp: str = "fp", now: datetime | None = None) -> Any:
+        return await idempotency.claim(
+            session,
+            principal="user:1",
+            key=key,
+            method="POST",
+            path="/v1/x",
+            request_fingerprint=fp,
+            now=now or datetime.now(UTC),
+            lock_timeout=timedelta(seconds=60),
+        )
+
+    async def test_in_progress_key_after_checkpoint_is_in_use_until_stale(self, db: Resources) -> None:
+        t0 = datetime.now(UTC)
+        async with db.sessionmaker() as s:
+            first = await self.claim(s, "ck", now=t0)
+            await idempotency.set_recovery_point(s, first, "attempt_created")
+            await s.commit()  # a checkpoint before a provider call; the process then dies
+
+        async with db.sessionmaker() as s:
+            with pytest.raises(idempotency.IdempotencyKeyInUse):
+                await self.claim(s, "ck", now=t0 + timedelta(seconds=30))
+            await s.rollback()
+
+        async with db.sessionmaker() as s:
+            taken = await self.claim(s, "ck", now=t0 + timedelta(seconds=61))
+            await s.commit()
+        assert isinstance(taken, idempotency.Claim)
+        assert taken.resumed is True
+        assert taken.recovery_point == "attempt_created"
+        assert taken.id == first.id
+
+    async def test_release_unlocks_for_immediate_retry(self, db: Resources) -> None:
+        t0 = datetime.now(UTC)
+        async with db.sessionmaker() as s:
+            first = await self.claim(s, "rl", now=t0)
+            await s.commit()
+            await idempotency.release(s, first)
+            await s.commit()
+
+        async with db.sessionmaker() as s:
+            again = await self.claim(s, "rl", now=t0 + timedelta(seconds=1))
+            await s.commit()
+        assert isinstance(again, idempotency.Claim)
+        assert again.resumed
+
+    async def test_prune_deletes_only_old_keys(self, db: Resources) -> None:
+        now = datetime.now(UTC)
+        async with db.sessionmaker() as s:
+            await self.claim(s, "old", now=now - timedelta(hours=73))
+            await self.claim(s, "new", now=now - timedelta(hours=1))
+            await s.commit()
+
+        async with db.sessionmaker() as s:
+            deleted = await idempotency.prune(s, older_than=now - timedelta(hours=72))
+            await s.commit()
+            left = (await s.execute(text("SELECT key FROM idempotency_keys"))).scalars().all()
+
+        assert deleted == 1
+        assert left == ["new"]
+
+
+class TestFingerprint:
+    def test_json_whitespace_and_key_order_do_not_matter(self) -> None:
+        a = idempotency.fingerprint("POST", "/v1/x", "", b'{"a":1,"b":[1,2]}')
+        b = idempotency.fingerprint("POST", "/v1/x", "", b'{ "b": [1, 2], "a": 1 }')
+
+        assert a == b
+
+    def test_path_query_and_body_matter(self) -> None:
+        base = idempotency.fingerprint("POST", "/v1/x", "", b"{}")
+
+        assert base != idempotency.fingerprint("POST", "/v1/y", "", b"{}")
+        assert base != idempotency.fingerprint("POST", "/v1/x", "a=1", b"{}")
+        assert base != idempotency.fingerprint("POST", "/v1/x", "", b'{"a":1}')
