@@ -1,0 +1,1 @@
+"""Wire-faithful provider emulators for development and tests. Nothing in ``src/`` imports this package."""

@@ -1,0 +1,1 @@
+"""Shared pieces of the emulators: magic values, state base, webhook dispatcher, control router, server."""
