@@ -40,9 +40,7 @@ def get_principal(request: Request) -> PrincipalT:
     cached = getattr(request.state, "principal", None)
     if isinstance(cached, PrincipalT):
         return cached
-    principal = decode_token(
-        bearer_token(request.headers.get("authorization")), get_resources(request).settings.auth
-    )
+    principal = decode_token(bearer_token(request.headers.get("authorization")), get_resources(request).settings.auth)
     request.state.principal = principal
     return principal
 

@@ -14,9 +14,7 @@ class IdempotencyKey(Base):
     """A client's Idempotency-Key, scoped per principal, with the stored response once finished."""
 
     __tablename__ = "idempotency_keys"
-    __table_args__ = (
-        Index("ix_idempotency_keys_created_at", "created_at"),
-    )
+    __table_args__ = (Index("ix_idempotency_keys_created_at", "created_at"),)
 
     principal: Mapped[str] = mapped_column(String(128), primary_key=True)
     key: Mapped[str] = mapped_column(String(255), primary_key=True)
