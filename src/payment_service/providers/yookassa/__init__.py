@@ -1,0 +1,1 @@
+"""YooKassa (API v3) adapter."""
