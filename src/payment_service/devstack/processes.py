@@ -1,0 +1,162 @@
+"""Child processes: free ports, waiting, process groups, stopping without orphans."""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO
+
+
+class StopRequested(Exception):
+    """The launcher was asked to stop (signal) while it was starting something."""
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def port_open(host: str, port: int, timeout: float = 0.3) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def preferred_port(port: int) -> int:
+    """``port`` when nothing listens on it, else a free one."""
+    return free_port() if port_open("127.0.0.1", port) else port
+
+
+def wait_for(
+    predicate: Callable[[], object],
+    *,
+    timeout: float,
+    what: str,
+    proc: subprocess.Popen[bytes] | None = None,
+    cancel: threading.Event | None = None,
+) -> None:
+    """Poll ``predicate`` until true; fail early if ``proc`` exits or ``cancel`` is set."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cancel is not None and cancel.is_set():
+            raise StopRequested(f"stopped while waiting for {what}")
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"{what} exited with {describe_exit(proc.returncode)} while starting")
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise TimeoutError(f"{what} did not become ready within {timeout:.0f}s")
+
+
+PR_SET_PDEATHSIG = 1
+
+
+def _pdeathsig_preexec() -> Callable[[], None] | None:
+    """A pre-exec hook making the child get SIGTERM when the parent dies (Linux), else None.
+
+    ``prctl`` is looked up here, in the parent: the hook itself runs between fork and exec,
+    where only async-signal-safe work belongs.
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+
+    def hook() -> None:
+        prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+    return hook
+
+
+def spawn(
+    argv: list[str],
+    *,
+    env: dict[str, str] | None = None,
+    out: int | IO[bytes] | None = None,
+    cwd: Path | None = None,
+    die_with_parent: bool = True,
+) -> subprocess.Popen[bytes]:
+    """Start a child in its own session/process group (signals from the terminal don't reach it)."""
+    return subprocess.Popen(
+        argv,
+        env=env,
+        cwd=cwd,
+        stdout=out,
+        stderr=out,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+        preexec_fn=_pdeathsig_preexec() if die_with_parent else None,
+    )
+
+
+def _killpg(proc: subprocess.Popen[bytes], sig: signal.Signals) -> None:
+    try:
+        os.killpg(proc.pid, sig)
+    except (ProcessLookupError, PermissionError):
+        with contextlib.suppress(ProcessLookupError):
+            proc.send_signal(sig)
+
+
+def stop_processes(procs: list[tuple[subprocess.Popen[bytes], float]], *, force: threading.Event | None = None) -> None:
+    """SIGTERM each process group, wait up to each timeout, then SIGKILL the group; reap all.
+
+    Setting ``force`` (a second Ctrl-C) sends SIGKILL to what is left at once.
+    """
+    started = time.monotonic()
+    for proc, _ in procs:
+        if proc.poll() is None:
+            _killpg(proc, signal.SIGTERM)
+    pending = [(p, started + t) for p, t in procs]
+    while pending:
+        now = time.monotonic()
+        still: list[tuple[subprocess.Popen[bytes], float]] = []
+        for proc, deadline in pending:
+            if proc.poll() is not None:
+                _killpg(proc, signal.SIGKILL)  # anything the leader left behind in its group
+                continue
+            if now >= deadline or (force is not None and force.is_set()):
+                _killpg(proc, signal.SIGKILL)
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    proc.wait(timeout=5)
+                continue
+            still.append((proc, deadline))
+        pending = still
+        if pending:
+            time.sleep(0.05)
+
+
+def terminate(proc: subprocess.Popen[bytes] | None, *, timeout: float = 10.0) -> None:
+    """SIGTERM the child's process group, then SIGKILL after ``timeout``; reaps the child."""
+    if proc is not None:
+        stop_processes([(proc, timeout)])
+
+
+def log_file(path: Path | None) -> int | IO[bytes]:
+    """An append-mode file for a child's output (the child keeps it open), or DEVNULL."""
+    return open(path, "ab") if path else subprocess.DEVNULL
+
+
+def describe_exit(code: int) -> str:
+    if code < 0:
+        with contextlib.suppress(ValueError):
+            return f"signal {signal.Signals(-code).name}"
+    return f"exit code {code}"
+
+
+def python_executable() -> str:
+    return sys.executable or shutil.which("python3") or "python3"
