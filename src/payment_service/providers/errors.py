@@ -7,13 +7,16 @@ Callers branch on the class, never on provider codes::
     ProviderError                        base; .provider, .operation, .provider_code, .message
     ├── ProviderDeclined                 the payment is definitively refused (.decline_code, .result)
     ├── ProviderUnavailable              DEFINITE: nothing was created at the provider
-    │                                    (connection refused, circuit open, 503 "not processed");
+    │                                    (connection refused, circuit open, 503 "not processed",
+    │                                    credentials/terminal rejected);
     │                                    safe to retry or to fail over to another provider
     ├── ProviderTimeout                  UNKNOWN outcome of a mutating call (read timeout, 500/502/504,
     │                                    connection dropped after the request was sent); NEVER fail
     │                                    over: the status-sync job must resolve it with get_status
-    ├── ProviderInvalidRequest           our request is wrong (validation, wrong state, bad
-    │                                    credentials); retrying the same request will not help
+    ├── ProviderInvalidRequest           our request is wrong (validation, wrong state); retrying
+    │   │                                the same request will not help
+    │   └── ProviderNotFound             the provider has no such payment (looked up by our attempt
+    │                                    id: it was never created)
     ├── ProviderSignatureInvalid         a webhook failed authentication (signature, IP, re-fetch)
     ├── ProviderOperationNotSupported    the provider has no such operation (or is disabled)
     │   └── ProviderDisabled             the provider is switched off on purpose (e.g. QIWI)
@@ -83,6 +86,10 @@ class ProviderTimeout(ProviderError):
 
 class ProviderInvalidRequest(ProviderError):
     """The provider rejected the request itself (parameters, state, credentials)."""
+
+
+class ProviderNotFound(ProviderInvalidRequest):
+    """The provider has no such payment/order (by our attempt id: it was never created)."""
 
 
 class ProviderSignatureInvalid(ProviderError):

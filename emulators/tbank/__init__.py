@@ -1,0 +1,1 @@
+"""T-Bank (Tinkoff) EACQ v2 emulator."""

@@ -1,0 +1,1 @@
+"""T-Bank (Tinkoff) internet acquiring EACQ v2 adapter."""
