@@ -16,12 +16,15 @@ import signal
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
+import structlog
 import typer
 
 from payment_service.config import Settings, get_settings
 
 if TYPE_CHECKING:
     from alembic.config import Config
+
+log = structlog.get_logger(__name__)
 
 app = typer.Typer(
     name="payment-service",
@@ -66,7 +69,9 @@ def worker() -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
+        log.info("worker_started", env=str(settings.env))
         await run_worker(settings, stop=stop)
+        log.info("worker_stopped")
 
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         runner.run(main())
