@@ -269,7 +269,7 @@ class PaymentProvider(Protocol):
         ...
 
     async def parse_webhook(
-        self, body: bytes, headers: Mapping[str, str], *, remote_addr: str | None = None
+        self, body: bytes, headers: Mapping[str, str], *, remote_addr: str | None = None, query: str = ""
     ) -> ProviderEvent:
         """Authenticate and parse a webhook; ProviderSignatureInvalid when it cannot be trusted."""
         ...

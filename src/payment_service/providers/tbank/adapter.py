@@ -332,7 +332,7 @@ class TBankProvider:
             raise map_error(exc, "get") from exc
 
     async def parse_webhook(
-        self, body: bytes, headers: Mapping[str, str], *, remote_addr: str | None = None
+        self, body: bytes, headers: Mapping[str, str], *, remote_addr: str | None = None, query: str = ""
     ) -> ProviderEvent:
         try:
             note: TBNotification = webhooks.verify_and_parse(

@@ -325,7 +325,7 @@ class YooKassaProvider:
             raise map_error(exc, "get") from exc
 
     async def parse_webhook(
-        self, body: bytes, headers: Mapping[str, str], *, remote_addr: str | None = None
+        self, body: bytes, headers: Mapping[str, str], *, remote_addr: str | None = None, query: str = ""
     ) -> ProviderEvent:
         try:
             webhooks.verify_source(remote_addr, self.settings.webhook_ip_allowlist)

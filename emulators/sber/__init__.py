@@ -1,0 +1,1 @@
+"""Sber internet acquiring (legacy RBS REST, form-encoded) emulator."""

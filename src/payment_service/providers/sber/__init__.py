@@ -1,0 +1,1 @@
+"""Sber internet acquiring (RBS REST, legacy form-encoded generation) adapter."""
