@@ -4,7 +4,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Integer, String, Text, UniqueConstraint, text
+from sqlalchemy import BigInteger, Index, Integer, String, Text, UniqueConstraint, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -12,10 +12,17 @@ from payment_service.models.base import Base
 
 
 class InboxEvent(Base):
-    """A consumed event; unique (source, event_id) makes a redelivery have no second effect."""
+    """A consumed event; unique (source, event_id) makes a redelivery have no second effect.
+
+    The row is written in the same transaction as the handler's effect, and the Kafka offset is
+    committed only after that transaction.
+    """
 
     __tablename__ = "inbox_events"
-    __table_args__ = (UniqueConstraint("source", "event_id"),)
+    __table_args__ = (
+        UniqueConstraint("source", "event_id"),
+        Index("ix_inbox_events_processed_at", "processed_at"),
+    )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
     source: Mapped[str] = mapped_column(String(200), nullable=False)
@@ -26,9 +33,25 @@ class InboxEvent(Base):
 
 
 class DeadLetter(Base):
-    """An event whose handler kept failing; listed and replayed by admins."""
+    """An event whose handler kept failing; listed and replayed by admins.
+
+    At most one not-yet-replayed dead letter exists per (source, event_id), so a redelivery of an
+    event that was already dead-lettered does not add a second row or a second DLQ message.
+    ``topic`` is the logical topic (without ``kafka.topic_prefix``); ``headers`` and ``value`` are
+    the original Kafka headers and JSON value, which a replay re-publishes unchanged.
+    """
 
     __tablename__ = "dead_letters"
+    __table_args__ = (
+        Index(
+            "ix_dead_letters_unreplayed_event",
+            "source",
+            "event_id",
+            unique=True,
+            postgresql_where=text("replayed_at IS NULL"),
+        ),
+        Index("ix_dead_letters_created_at_id", "created_at", "id"),
+    )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
     topic: Mapped[str] = mapped_column(String(200), nullable=False)
@@ -38,9 +61,11 @@ class DeadLetter(Base):
     source: Mapped[str | None] = mapped_column(String(200))
     event_id: Mapped[str | None] = mapped_column(String(200))
     type: Mapped[str | None] = mapped_column(String(200))
-    value: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    headers: Mapped[dict[str, str] | None] = mapped_column(JSONB)
+    value: Mapped[Any] = mapped_column(JSONB, nullable=True)
     raw: Mapped[str | None] = mapped_column(Text)
     error: Mapped[str] = mapped_column(Text, nullable=False)
     attempts: Mapped[int] = mapped_column(Integer, nullable=False)
     created_at: Mapped[datetime] = mapped_column(nullable=False, server_default=text("now()"))
     replayed_at: Mapped[datetime | None] = mapped_column()
+    replayed_by: Mapped[str | None] = mapped_column(String(200))

@@ -17,6 +17,10 @@ class OutboxEvent(Base):
     Rows stay until the broker acknowledged them (``published_at``). Order of publication is
     ``seq`` order; ``seq`` is never used as a cursor (ids are taken before commit), rows are
     claimed by ``published_at IS NULL`` with ``FOR UPDATE SKIP LOCKED``.
+
+    ``headers`` is NULL for catalogue events (the relay derives the CloudEvents ``ce_*`` headers
+    from the columns). When set, the row is a *forwarded* message (a dead-letter copy or an
+    admin replay): the relay publishes ``payload`` with exactly these Kafka headers.
     """
 
     __tablename__ = "outbox_events"
@@ -26,16 +30,22 @@ class OutboxEvent(Base):
             "seq",
             postgresql_where=text("published_at IS NULL"),
         ),
+        Index(
+            "ix_outbox_events_published_at",
+            "published_at",
+            postgresql_where=text("published_at IS NOT NULL"),
+        ),
     )
 
     seq: Mapped[int] = mapped_column(BigInteger, Identity(always=True), primary_key=True)
     id: Mapped[uuid.UUID] = mapped_column(nullable=False, unique=True, default=uuid.uuid4)
     topic: Mapped[str] = mapped_column(String(200), nullable=False)
-    key: Mapped[str] = mapped_column(String(200), nullable=False)
+    key: Mapped[str | None] = mapped_column(String(200))
     type: Mapped[str] = mapped_column(String(200), nullable=False)
     version: Mapped[int] = mapped_column(Integer, nullable=False)
     source: Mapped[str] = mapped_column(String(200), nullable=False)
-    payload: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False)
+    payload: Mapped[Any] = mapped_column(JSONB, nullable=False)
+    headers: Mapped[dict[str, str] | None] = mapped_column(JSONB)
     correlation_id: Mapped[str | None] = mapped_column(String(128))
     created_at: Mapped[datetime] = mapped_column(nullable=False, server_default=text("now()"))
     published_at: Mapped[datetime | None] = mapped_column()
