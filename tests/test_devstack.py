@@ -1,0 +1,218 @@
+"""The dev launcher (``payment-service dev``) and its process helpers, with real processes."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import stat
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import asyncpg
+import httpx
+import psutil
+import pytest
+import redis
+
+from payment_service.config import Settings
+from payment_service.devstack import (
+    EmbeddedRedis,
+    dev_provider_credentials,
+    extra_processes,
+    free_port,
+    load_or_create_dev_env,
+    read_env_file,
+    spawn,
+    stop_processes,
+)
+
+ROOT = Path(__file__).resolve().parent.parent
+ADMIN_URL = os.environ.get("PAYMENT_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+REDIS_URL = os.environ.get("PAYMENT_TEST_REDIS_URL", "redis://127.0.0.1:6379")
+
+
+def gone(pids: list[int], timeout: float) -> list[int]:
+    """The pids still alive (zombies count as gone) after waiting up to ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        alive = []
+        for pid in pids:
+            try:
+                if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
+                    alive.append(pid)
+            except psutil.NoSuchProcess:
+                pass
+        if not alive or time.monotonic() >= deadline:
+            return alive
+        time.sleep(0.1)
+
+
+class TestStopProcesses:
+    def test_kills_the_whole_group_even_when_sigterm_is_ignored(self) -> None:
+        stubborn = (
+            "import signal, subprocess, sys, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+            "p = subprocess.Popen(['sleep', '60']); print(p.pid, flush=True); time.sleep(60)"
+        )
+        proc = spawn([sys.executable, "-c", stubborn], out=subprocess.PIPE)
+        assert proc.stdout is not None
+        grandchild = int(proc.stdout.readline())
+
+        started = time.monotonic()
+        stop_processes([(proc, 0.5)])
+
+        assert time.monotonic() - started < 5
+        assert proc.returncode == -signal.SIGKILL
+        assert gone([proc.pid, grandchild], timeout=5) == []
+
+
+class TestDevFiles:
+    def test_dev_secret_is_generated_once_and_private(self, tmp_path: Path) -> None:
+        first = load_or_create_dev_env(tmp_path)
+        second = load_or_create_dev_env(tmp_path)
+
+        assert first == second
+        assert len(first["PAYMENT_AUTH__HS256_SECRET"]) >= 32
+        assert read_env_file(tmp_path / "dev.env") == first
+        assert stat.S_IMODE((tmp_path / "dev.env").stat().st_mode) == 0o600
+
+    def test_dev_provider_credentials_are_random_for_every_provider(self) -> None:
+        one, two = dev_provider_credentials(), dev_provider_credentials()
+
+        assert set(one) == {"yookassa", "tbank", "sber", "atol", "qiwi"}
+        assert set(one["yookassa"]) == {"shop_id", "secret_key"}
+        assert set(one["tbank"]) == {"terminal_key", "password"}
+        assert set(one["sber"]) == {"user_name", "password", "callback_secret"}
+        assert set(one["atol"]) == {"login", "password", "group_code", "inn"}
+        assert one["qiwi"] == {"enabled": False}
+        assert one["yookassa"]["secret_key"] != two["yookassa"]["secret_key"]
+
+    def test_no_extra_processes_until_the_emulators_arrive(self) -> None:
+        assert extra_processes(Settings(_env_file=None)) == []
+
+
+class TestEmbeddedRedis:
+    def test_starts_answers_and_stops(self, tmp_path: Path) -> None:
+        server = EmbeddedRedis(data_dir=tmp_path).start()
+        pid = server.proc.pid if server.proc else 0
+        try:
+            client = redis.Redis.from_url(server.url)
+            assert client.ping()
+            client.close()
+        finally:
+            server.stop()
+
+        assert gone([pid], timeout=5) == []
+
+
+@pytest.fixture
+def dev_database() -> Iterator[str]:
+    name = f"payment_dev_{uuid.uuid4().hex[:8]}"
+    yield f"{ADMIN_URL.rsplit('/', 1)[0]}/{name}"  # `dev` creates it
+
+    async def drop() -> None:
+        conn = await asyncpg.connect(ADMIN_URL)
+        try:
+            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await conn.close()
+
+    asyncio.run(drop())
+
+
+def wait_until(predicate: object, timeout: float, what: str, log: Path) -> None:
+    assert callable(predicate)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"{what} within {timeout}s; launcher output:\n{log.read_text()[-4000:]}")
+
+
+def ready(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=2.0).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+class TestDevLauncher:
+    def test_runs_the_whole_stack_restarts_a_dead_child_and_sigint_leaves_no_process(
+        self, tmp_path: Path, dev_database: str
+    ) -> None:
+        port = free_port()
+        run_dir = tmp_path / "run"
+        log = tmp_path / "dev.log"
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PAYMENT_")}
+        env.update(DATABASE_URL=dev_database, REDIS_URL=f"{REDIS_URL}/14", PYTHONUNBUFFERED="1")
+        with log.open("wb") as out:
+            launcher = subprocess.Popen(
+                [sys.executable, "-m", "payment_service.cli", "dev", "--port", str(port), "--run-dir", str(run_dir)],
+                cwd=ROOT,
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        base = f"http://127.0.0.1:{port}"
+        pids: list[int] = []
+        try:
+            # Ready: Postgres (created + migrated), Redis, Tansu and OpenBao all answer.
+            wait_until(lambda: ready(f"{base}/health/ready"), 60, "not ready", log)
+            checks = httpx.get(f"{base}/health/ready").json()["checks"]
+            assert all(c["ok"] for c in checks.values()), checks
+            wait_until(lambda: "payment-service token user" in log.read_text(), 10, "no banner", log)
+            banner = log.read_text()
+            for path in ("/docs", "/openapi.json", "/metrics", "/health/live", "/health/ready"):
+                assert f"{base}{path}" in banner
+
+            children = psutil.Process(launcher.pid).children(recursive=True)
+            pids = [p.pid for p in children]
+            assert len(pids) >= 4  # Tansu, OpenBao, API, worker
+
+            # A token from `payment-service token` (reading the dev env file) works against the server.
+            token = subprocess.run(
+                [sys.executable, "-m", "payment_service.cli", "token", "user", "user-7"],
+                env={**env, **read_env_file(run_dir / "dev.env")},
+                capture_output=True,
+                text=True,
+                check=True,
+                timeout=30,
+            ).stdout.strip()
+            me = httpx.get(f"{base}/v1/me", headers={"Authorization": f"Bearer {token}"})
+            assert me.status_code == 200, me.text
+            assert me.json()["subject"] == "user-7"
+
+            # Vault is seeded with dev provider credentials; Transit is enabled.
+            stack = read_env_file(run_dir / "stack.env")
+            vault = {"X-Vault-Token": stack["PAYMENT_VAULT__TOKEN"]}
+            kv = httpx.get(f"{stack['PAYMENT_VAULT__ADDR']}/v1/secret/data/payment-service/providers", headers=vault)
+            assert set(kv.json()["data"]["data"]) == {"yookassa", "tbank", "sber", "atol", "qiwi"}
+            mounts = httpx.get(f"{stack['PAYMENT_VAULT__ADDR']}/v1/sys/mounts", headers=vault).json()
+            assert mounts["transit/"]["type"] == "transit"
+
+            # A child that dies is reported and restarted.
+            worker = next(p for p in children if "worker" in " ".join(p.cmdline()))
+            worker.kill()
+            wait_until(lambda: "worker restarted" in log.read_text(), 15, "worker not restarted", log)
+            assert re.search(rf"worker \(pid {worker.pid}\) exited unexpectedly with signal SIGKILL", log.read_text())
+            pids += [p.pid for p in psutil.Process(launcher.pid).children(recursive=True)]
+
+            launcher.send_signal(signal.SIGINT)
+
+            assert launcher.wait(timeout=40) == 0, log.read_text()[-4000:]
+            assert gone(pids, timeout=5) == []
+            assert not (run_dir / "stack.env").exists()
+            assert (run_dir / "dev.env").exists()
+        finally:
+            if launcher.poll() is None:
+                os.killpg(launcher.pid, signal.SIGKILL)
+                launcher.wait()
+            for pid in gone(pids, timeout=0):
+                os.killpg(pid, signal.SIGKILL)
