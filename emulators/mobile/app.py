@@ -1,0 +1,34 @@
+"""``create_app()``: the mobile-commerce aggregator emulator."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+from fastapi import FastAPI
+
+from emulators._common.control import control_router
+from emulators._common.state import EmulatorConfig
+from emulators.mobile.routes import build_router, pages_router
+from emulators.mobile.state import MobileState
+
+
+def create_app(
+    config: EmulatorConfig | None = None,
+    *,
+    merchants: dict[str, tuple[str, str]] | None = None,
+    webhook_transport: httpx.AsyncBaseTransport | None = None,
+) -> FastAPI:
+    state = MobileState(config, merchants=merchants, webhook_transport=webhook_transport)
+    app = FastAPI(title="Mobile-commerce aggregator emulator", docs_url="/_emulator/docs", openapi_url="/_emulator/openapi.json")
+    app.state.emulator = state
+    app.include_router(build_router(state))
+    app.include_router(pages_router(state))
+    app.include_router(control_router(state))
+    return app
+
+
+def state_of(app: Any) -> MobileState:
+    s = app.state.emulator
+    assert isinstance(s, MobileState)
+    return s
