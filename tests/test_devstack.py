@@ -24,6 +24,8 @@ from payment_service.config import Settings
 from payment_service.devstack import (
     EmbeddedRedis,
     dev_provider_credentials,
+    embedded_postgres,
+    ensure_database,
     extra_processes,
     free_port,
     load_or_create_dev_env,
@@ -108,6 +110,42 @@ class TestEmbeddedRedis:
             server.stop()
 
         assert gone([pid], timeout=5) == []
+
+
+class TestEmbeddedPostgres:
+    def test_starts_creates_the_database_and_stops(self, tmp_path: Path) -> None:
+        url, stop = embedded_postgres(tmp_path / "pgdata")
+        try:
+            ensure_database(url)
+
+            async def current_database() -> str:
+                conn = await asyncpg.connect(url)
+                try:
+                    return str(await conn.fetchval("SELECT current_database()"))
+                finally:
+                    await conn.close()
+
+            assert asyncio.run(current_database()) == "payment_service"
+        finally:
+            stop()
+
+        assert not ensure_database_answers(url)
+
+
+def ensure_database_answers(url: str) -> bool:
+    try:
+        ensure_database(url, timeout=2)
+    except (OSError, asyncpg.PostgresError):
+        return False
+    return True
+
+
+class TestEnsureDatabase:
+    def test_creates_a_missing_database_once(self, dev_database: str) -> None:
+        ensure_database(dev_database)
+        ensure_database(dev_database)
+
+        assert ensure_database_answers(dev_database)
 
 
 @pytest.fixture

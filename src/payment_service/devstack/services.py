@@ -9,6 +9,7 @@ import secrets
 import subprocess
 import threading
 import uuid
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -158,35 +159,45 @@ def embedded_postgres(pgdata: Path) -> tuple[str, Callable[[], None]]:
     pgserver runs ``pg_ctl`` and listens on a Unix socket only; the data directory persists
     between runs. As root it runs the server as a ``pgserver`` system user it creates.
     """
-    import pgserver
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR")  # platformdirs, at import
+        import pgserver
 
-    pgdata.parent.mkdir(parents=True, exist_ok=True)
-    server = pgserver.get_server(pgdata, cleanup_mode="stop")  # type: ignore[attr-defined]
+        pgdata.parent.mkdir(parents=True, exist_ok=True)
+        server = pgserver.get_server(pgdata, cleanup_mode="stop")  # type: ignore[attr-defined]
     return str(server.get_uri(database="payment_service")), server.cleanup
 
 
 def ensure_database(url: str, *, timeout: float = 5.0) -> None:
-    """Create the URL's database when it does not exist (connects to ``postgres`` on the same server)."""
+    """Check that the URL's database answers; create it first when it does not exist.
+
+    Creation connects to the ``postgres`` database of the same server. Raises what asyncpg
+    raises when the server refuses the connection (wrong password, no such role, ...).
+    """
     import asyncpg  # type: ignore[import-untyped]
     from sqlalchemy.engine import make_url
 
-    parsed = make_url(url)
+    parsed = make_url(url).set(drivername="postgresql")
     name = parsed.database
-    if not name:
-        return
-    admin = parsed.set(drivername="postgresql", database="postgres").render_as_string(hide_password=False)
 
-    async def create() -> None:
-        conn = await asyncpg.connect(admin, timeout=timeout)
+    async def check_or_create() -> None:
         try:
-            if not await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name):
-                quoted = name.replace('"', '""')
+            conn = await asyncpg.connect(parsed.render_as_string(hide_password=False), timeout=timeout)
+        except asyncpg.InvalidCatalogNameError:
+            if not name:
+                raise
+            admin_url = parsed.set(database="postgres").render_as_string(hide_password=False)
+            quoted = name.replace('"', '""')
+            admin = await asyncpg.connect(admin_url, timeout=timeout)
+            try:
                 with contextlib.suppress(asyncpg.DuplicateDatabaseError):
-                    await conn.execute(f'CREATE DATABASE "{quoted}"')
-        finally:
-            await conn.close()
+                    await admin.execute(f'CREATE DATABASE "{quoted}"')
+            finally:
+                await admin.close()
+            return
+        await conn.close()
 
-    asyncio.run(create())
+    asyncio.run(check_or_create())
 
 
 def dev_provider_credentials() -> dict[str, dict[str, Any]]:
