@@ -105,6 +105,9 @@ def build_router(state: MobileState) -> APIRouter:
                 state.fail(c, "limit_exceeded")
             elif planned == "drop_after_charge":
                 await state.complete_action(c.id, card_number=None, outcome="success")
+                key = request.headers.get("idempotency-key", "")
+                fingerprint = state.body_hash((request.url.path + json.dumps(body, sort_keys=True)).encode())
+                state.idem_put(merchant, key, fingerprint, 200, c.public())
                 await state.drop()
             return c.public()
 

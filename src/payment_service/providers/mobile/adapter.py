@@ -170,7 +170,15 @@ class MobileProvider:
         if request.notification_url:
             body["callback_url"] = request.notification_url
         try:
-            result = to_result(await self.client.create_charge(body, key=request.idempotency_key))
+            try:
+                charge = await self.client.create_charge(body, key=request.idempotency_key)
+            except MobileApiError as exc:
+                # our attempt id was already used: a repeat of this attempt whose first answer was lost
+                found = await self.client.find_charge(request.idempotency_key) if exc.error.code == "duplicate_charge" else None
+                if found is None:
+                    raise
+                charge = found
+            result = to_result(charge)
             check_amount(result, amount_minor=request.amount_minor, currency=request.currency, operation="create")
             if result.status is ProviderStatus.failed:
                 raise _Declined(str(result.raw.get("failure_code")), result)
