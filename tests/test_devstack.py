@@ -73,6 +73,23 @@ class TestStopProcesses:
         assert gone([proc.pid, grandchild], timeout=5) == []
 
 
+class TestDieWithParent:
+    def test_a_broker_does_not_outlive_a_killed_parent(self) -> None:
+        parent_code = (
+            "import time; from payment_service.devstack import Tansu; "
+            "print(Tansu().start().proc.pid, flush=True); time.sleep(60)"
+        )
+        parent = subprocess.Popen([sys.executable, "-c", parent_code], stdout=subprocess.PIPE, cwd=ROOT)
+        assert parent.stdout is not None
+        broker = int(parent.stdout.readline())
+        assert gone([broker], timeout=0) == [broker]
+
+        parent.kill()
+        parent.wait()
+
+        assert gone([broker], timeout=5) == []
+
+
 class TestDevFiles:
     def test_dev_secret_is_generated_once_and_private(self, tmp_path: Path) -> None:
         first = load_or_create_dev_env(tmp_path)

