@@ -1,0 +1,9 @@
+"""Contract cases for mobile: emulator always, sandbox when its credentials are set."""
+
+from __future__ import annotations
+
+from tests.contract.cases import ContractCases
+
+
+class TestContract(ContractCases):
+    provider = "mobile"
