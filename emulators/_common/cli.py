@@ -20,7 +20,9 @@ def main(argv: list[str] | None = None, *, provider: str | None = None) -> None:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--public-base-url", default=None, help="base of confirmation pages (default http://host:port)")
     parser.add_argument(
-        "--webhook-url", default=os.environ.get("EMULATOR_WEBHOOK_URL"), help="where webhooks go (env EMULATOR_WEBHOOK_URL)"
+        "--webhook-url",
+        default=os.environ.get("EMULATOR_WEBHOOK_URL"),
+        help="where webhooks go (env EMULATOR_WEBHOOK_URL)",
     )
     parser.add_argument("--hang-seconds", type=float, default=30.0)
     args = parser.parse_args(argv)

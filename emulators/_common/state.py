@@ -54,7 +54,9 @@ class StoredResponse:
 class BaseState:
     provider = "base"
 
-    def __init__(self, config: EmulatorConfig | None = None, *, webhook_transport: httpx.AsyncBaseTransport | None = None):
+    def __init__(
+        self, config: EmulatorConfig | None = None, *, webhook_transport: httpx.AsyncBaseTransport | None = None
+    ):
         self.config = config or EmulatorConfig()
         self.webhooks = WebhookDispatcher(retry_delays=self.config.webhook_retry_delays, transport=webhook_transport)
         self.requests: list[dict[str, Any]] = []
@@ -116,7 +118,9 @@ class BaseState:
     # -- ledger ------------------------------------------------------------------------------
     def book(self, kind: str, payment_id: str, amount_minor: int, currency: str, reference: str = "") -> None:
         self.ledger.append(
-            LedgerEntry(len(self.ledger) + 1, kind, payment_id, amount_minor, currency, reference or payment_id, time.time())
+            LedgerEntry(
+                len(self.ledger) + 1, kind, payment_id, amount_minor, currency, reference or payment_id, time.time()
+            )
         )
 
     def ledger_json(self) -> list[dict[str, Any]]:

@@ -127,7 +127,9 @@ class WebhookDispatcher:
                     await asyncio.sleep(wait)
                 record: dict[str, Any] = {"attempt": n, "at": time.time()}
                 try:
-                    r = await client.request(d.method, d.url, content=d.body or None, headers=d.headers, params=d.params)
+                    r = await client.request(
+                        d.method, d.url, content=d.body or None, headers=d.headers, params=d.params
+                    )
                     record["status"] = r.status_code
                     ok = accept(r)
                 except httpx.HTTPError as exc:

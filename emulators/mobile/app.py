@@ -20,7 +20,9 @@ def create_app(
     webhook_transport: httpx.AsyncBaseTransport | None = None,
 ) -> FastAPI:
     state = MobileState(config, merchants=merchants, webhook_transport=webhook_transport)
-    app = FastAPI(title="Mobile-commerce aggregator emulator", docs_url="/_emulator/docs", openapi_url="/_emulator/openapi.json")
+    app = FastAPI(
+        title="Mobile-commerce aggregator emulator", docs_url="/_emulator/docs", openapi_url="/_emulator/openapi.json"
+    )
     app.state.emulator = state
     app.include_router(build_router(state))
     app.include_router(pages_router(state))

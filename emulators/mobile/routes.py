@@ -39,7 +39,9 @@ def build_router(state: MobileState) -> APIRouter:
             raise MCError(400, "invalid_request", "body must be an object")
         return data
 
-    async def run(request: Request, fn: Callable[[str, dict[str, Any]], Awaitable[Response | dict[str, Any]]], *, idem: bool) -> Response:
+    async def run(
+        request: Request, fn: Callable[[str, dict[str, Any]], Awaitable[Response | dict[str, Any]]], *, idem: bool
+    ) -> Response:
         try:
             merchant = merchant_of(request)
             body = await body_of(request) if request.method == "POST" else {}
@@ -124,7 +126,9 @@ def build_router(state: MobileState) -> APIRouter:
     async def find(request: Request, merchant_charge_id: str) -> Response:
         async def fn(merchant: str, body: dict[str, Any]) -> dict[str, Any]:
             items = [
-                c.public() for c in state.charges.values() if c.merchant == merchant and c.merchant_charge_id == merchant_charge_id
+                c.public()
+                for c in state.charges.values()
+                if c.merchant == merchant and c.merchant_charge_id == merchant_charge_id
             ]
             return {"items": items}
 

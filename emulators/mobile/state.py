@@ -69,7 +69,9 @@ class Charge:
 class MobileState(BaseState):
     provider = "mobile"
 
-    def __init__(self, config: EmulatorConfig | None = None, *, merchants: dict[str, tuple[str, str]] | None = None, **kw: Any):
+    def __init__(
+        self, config: EmulatorConfig | None = None, *, merchants: dict[str, tuple[str, str]] | None = None, **kw: Any
+    ):
         super().__init__(config, **kw)
         # api key → (merchant id, webhook secret)
         self.merchants = merchants or {"test_api_key": ("merchant-1", "test_webhook_secret")}

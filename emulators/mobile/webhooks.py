@@ -17,9 +17,12 @@ def signature(secret: str, timestamp: int, body: bytes) -> str:
     return f"t={timestamp},v1={mac}"
 
 
-def notify(state: BaseState, *, url: str | None, event: str, data: dict[str, Any], secret: str, key: str, mode: str | None) -> None:
+def notify(
+    state: BaseState, *, url: str | None, event: str, data: dict[str, Any], secret: str, key: str, mode: str | None
+) -> None:
     body = json.dumps(
-        {"id": f"evt_{uuid.uuid4().hex}", "type": event, "created_at": int(time.time()), "data": data}, ensure_ascii=False
+        {"id": f"evt_{uuid.uuid4().hex}", "type": event, "created_at": int(time.time()), "data": data},
+        ensure_ascii=False,
     ).encode()
     sig = signature(secret, int(time.time()), body)
     if mode == "webhook_bad_signature":

@@ -52,7 +52,9 @@ def build_router(state: SberState) -> APIRouter:
 
     api = APIRouter(prefix="/payment/rest", dependencies=[Depends(record)])
 
-    async def handle(request: Request, fn: Callable[[str, dict[str, str]], Awaitable[Response | dict[str, Any]]]) -> Response:
+    async def handle(
+        request: Request, fn: Callable[[str, dict[str, str]], Awaitable[Response | dict[str, Any]]]
+    ) -> Response:
         params = await form_params(request)
         try:
             user = params.get("userName", "")
@@ -95,7 +97,10 @@ def build_router(state: SberState) -> APIRouter:
         if planned == "drop_after_charge":
             await state.complete_action(o.order_id, card_number=None, outcome="success")
             await state.drop()
-        return {"orderId": o.order_id, "formUrl": f"{base}/payment/merchants/emulator/payment_ru.html?mdOrder={o.order_id}"}
+        return {
+            "orderId": o.order_id,
+            "formUrl": f"{base}/payment/merchants/emulator/payment_ru.html?mdOrder={o.order_id}",
+        }
 
     def route(path: str, fn: Callable[[str, dict[str, str]], Awaitable[Response | dict[str, Any]]]) -> None:
         async def endpoint(request: Request) -> Response:
@@ -142,7 +147,7 @@ def pages_router(state: SberState) -> APIRouter:
     pages = APIRouter(tags=["customer pages"])
 
     @pages.get("/payment/merchants/emulator/payment_ru.html")
-    async def form(mdOrder: str) -> Response:  # noqa: N803 - the real query parameter name
+    async def form(mdOrder: str) -> Response:
         o = state.orders.get(mdOrder)
         if o is None:
             return HTMLResponse("<h1>Not found</h1>", status_code=404)
@@ -153,7 +158,7 @@ def pages_router(state: SberState) -> APIRouter:
         )
 
     @pages.post("/payment/merchants/emulator/payment_ru.html")
-    async def submit(mdOrder: str, request: Request) -> Response:  # noqa: N803
+    async def submit(mdOrder: str, request: Request) -> Response:
         form_ = await form_params(request)
         o = state.orders.get(mdOrder)
         if o is None or o.status not in (0, 5):

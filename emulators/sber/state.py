@@ -113,7 +113,9 @@ class SberState(BaseState):
         decided = outcome or o.planned or magic.card_outcome(card)
         o.masked_pan = f"{card[:6]}**{card[-4:]}"
         o.expiration = "203012"
-        o.payment_system = {"Mir": "MIR", "MasterCard": "MASTERCARD", "Visa": "VISA"}.get(magic.card_brand(card), "UNKNOWN")
+        o.payment_system = {"Mir": "MIR", "MasterCard": "MASTERCARD", "Visa": "VISA"}.get(
+            magic.card_brand(card), "UNKNOWN"
+        )
         if decided.startswith("decline:"):
             o.action_code, o.action_text = scenarios.DECLINES[decided.split(":", 1)[1]]
             o.status = 6

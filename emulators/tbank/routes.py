@@ -222,7 +222,9 @@ def pages_router(state: TBankState) -> APIRouter:
     pages = APIRouter(tags=["customer pages"])
 
     def page(title: str, inner: str) -> HTMLResponse:
-        return HTMLResponse(f"<!doctype html><html><head><title>{title}</title></head><body><h1>{title}</h1>{inner}</body></html>")
+        return HTMLResponse(
+            f"<!doctype html><html><head><title>{title}</title></head><body><h1>{title}</h1>{inner}</body></html>"
+        )
 
     @pages.get("/new/{payment_id}")
     async def form(payment_id: str) -> Response:

@@ -28,7 +28,9 @@ def accept_ok(response: httpx.Response) -> bool:
     return response.status_code == 200 and response.text.strip() == "OK"
 
 
-def notify(state: BaseState, *, url: str | None, payload: dict[str, Any], password: str, key: str, mode: str | None) -> None:
+def notify(
+    state: BaseState, *, url: str | None, payload: dict[str, Any], password: str, key: str, mode: str | None
+) -> None:
     body = dict(payload)
     body["Token"] = token(body, password)
     if mode == "webhook_bad_signature":

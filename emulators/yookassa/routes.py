@@ -166,7 +166,8 @@ def build_router(state: YooKassaState) -> APIRouter:
         items = [
             r
             for r in state.refunds.values()
-            if state.payments[r["payment_id"]].shop_id == shop_id and (payment_id is None or r["payment_id"] == payment_id)
+            if state.payments[r["payment_id"]].shop_id == shop_id
+            and (payment_id is None or r["payment_id"] == payment_id)
         ]
         return JSONResponse({"type": "list", "items": items})
 
@@ -178,7 +179,9 @@ def checkout_router(state: YooKassaState) -> APIRouter:
     pages = APIRouter(tags=["customer pages"])
 
     def page(title: str, inner: str) -> HTMLResponse:
-        return HTMLResponse(f"<!doctype html><html><head><title>{title}</title></head><body><h1>{title}</h1>{inner}</body></html>")
+        return HTMLResponse(
+            f"<!doctype html><html><head><title>{title}</title></head><body><h1>{title}</h1>{inner}</body></html>"
+        )
 
     @pages.get("/checkout/{payment_id}")
     async def checkout(payment_id: str) -> Response:

@@ -24,7 +24,12 @@ class YKError(Exception):
         self.parameter = parameter
 
     def body(self) -> dict[str, Any]:
-        b: dict[str, Any] = {"type": "error", "id": str(uuid.uuid4()), "code": self.code, "description": self.description}
+        b: dict[str, Any] = {
+            "type": "error",
+            "id": str(uuid.uuid4()),
+            "code": self.code,
+            "description": self.description,
+        }
         if self.parameter:
             b["parameter"] = self.parameter
         return b
@@ -119,14 +124,21 @@ class YooKassaState(BaseState):
             raise YKError(400, "invalid_request", "Parameter confirmation is missing", "confirmation")
         ctype = confirmation.get("type")
         if ctype not in scenarios.CONFIRMATIONS[method]:
-            raise YKError(400, "invalid_request", "Confirmation type is not supported for this payment method", "confirmation.type")
+            raise YKError(
+                400,
+                "invalid_request",
+                "Confirmation type is not supported for this payment method",
+                "confirmation.type",
+            )
         if ctype == "redirect" and not confirmation.get("return_url"):
             raise YKError(400, "invalid_request", "Return url is missing", "confirmation.return_url")
         if method == "mobile_balance" and not str(pmd.get("phone", "")).isdigit():
             raise YKError(400, "invalid_request", "Phone format is illegal", "payment_method_data.phone")
         capture = bool(body.get("capture", False))
         if not capture and method not in scenarios.TWO_STAGE:
-            raise YKError(400, "invalid_request", "Two-stage payments are not available for this payment method", "capture")
+            raise YKError(
+                400, "invalid_request", "Two-stage payments are not available for this payment method", "capture"
+            )
         if body.get("receipt") is not None:
             self._validate_receipt(body["receipt"], amount_minor)
         return amount_minor, currency, method
@@ -142,7 +154,9 @@ class YooKassaState(BaseState):
         unit_totals = 0
         for i, item in enumerate(receipt["items"]):
             if not 1 <= len(str(item.get("description", ""))) <= 128:
-                raise YKError(400, "invalid_request", "Illegal receipt item description", f"receipt.items[{i}].description")
+                raise YKError(
+                    400, "invalid_request", "Illegal receipt item description", f"receipt.items[{i}].description"
+                )
             if item.get("vat_code") not in range(1, 13):
                 raise YKError(400, "invalid_request", "Illegal vat_code", f"receipt.items[{i}].vat_code")
             minor = parse_decimal_minor((item.get("amount") or {}).get("value"))
@@ -320,7 +334,9 @@ class YooKassaState(BaseState):
             if amount > rec.authorized_minor:
                 raise YKError(400, "invalid_request", "Illegal amount for capture", "amount.value")
             if amount < rec.authorized_minor and rec.method not in scenarios.PARTIAL_CAPTURE:
-                raise YKError(400, "invalid_request", "Partial capture is not available for this payment method", "amount")
+                raise YKError(
+                    400, "invalid_request", "Partial capture is not available for this payment method", "amount"
+                )
         self._captured(rec, amount)
         cur = obj["amount"]["currency"]
         self.book("capture", payment_id, amount, cur)

@@ -144,7 +144,9 @@ class ContractCases:
 
         held = await target.adapter.get_status(ref)
         captured = await target.adapter.capture(ref, amount_minor=20_000, currency="RUB")
-        refund = await target.adapter.refund(ref, amount_minor=20_000, currency="RUB", idempotency_key=str(uuid.uuid4()))
+        refund = await target.adapter.refund(
+            ref, amount_minor=20_000, currency="RUB", idempotency_key=str(uuid.uuid4())
+        )
 
         assert held.status is ProviderStatus.authorized
         assert captured.status is ProviderStatus.succeeded

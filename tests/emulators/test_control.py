@@ -6,7 +6,6 @@ import uuid
 
 import httpx
 import pytest
-
 from emulators.mobile.app import create_app as mobile_app
 from emulators.sber.app import create_app as sber_app
 from emulators.tbank.app import create_app as tbank_app
@@ -18,7 +17,7 @@ def tbank_client() -> tuple[httpx.AsyncClient, object]:
     return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://tb"), app
 
 
-def signed(params: dict[str, object], password: str = "test_password") -> dict[str, object]:
+def signed(params: dict[str, object], password: str = "test_password") -> dict[str, object]:  # noqa: S107
     body = {"TerminalKey": "TestTerminalDEMO", **params}
     body["Token"] = token(body, password)
     return body
@@ -84,7 +83,8 @@ class TestTBankWire:
         r = await c.post("/v2/Init", json=signed({"Amount": 100, "OrderId": "1"}, password="wrong"))
 
         assert r.status_code == 200
-        assert r.json()["Success"] is False and r.json()["ErrorCode"] == "204"
+        assert r.json()["Success"] is False
+        assert r.json()["ErrorCode"] == "204"
 
     async def test_unknown_terminal_is_205(self) -> None:
         c, _ = tbank_client()
@@ -99,11 +99,16 @@ class TestTBankWire:
         created = await init(c)
 
         assert isinstance(created["PaymentId"], str)
-        assert created["Status"] == "NEW" and created["ErrorCode"] == "0"
+        assert created["Status"] == "NEW"
+        assert created["ErrorCode"] == "0"
 
     async def test_receipt_must_sum_to_amount(self) -> None:
         c, _ = tbank_client()
-        receipt = {"Email": "a@b.c", "Taxation": "osn", "Items": [{"Name": "x", "Price": 50, "Quantity": 1, "Amount": 50, "Tax": "vat22"}]}
+        receipt = {
+            "Email": "a@b.c",
+            "Taxation": "osn",
+            "Items": [{"Name": "x", "Price": 50, "Quantity": 1, "Amount": 50, "Tax": "vat22"}],
+        }
 
         r = await c.post("/v2/Init", json=signed({"Amount": 100, "OrderId": "1", "Receipt": receipt}))
 
@@ -113,8 +118,16 @@ class TestTBankWire:
 class TestSberWire:
     @pytest.mark.parametrize("method", ["GET", "POST"])
     async def test_form_or_query(self, method: str) -> None:
-        params = {"userName": "store-api", "password": "store-password", "orderNumber": str(uuid.uuid4()), "amount": "1000", "returnUrl": "https://x"}
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=sber_app()), base_url="http://sb/payment/rest") as c:
+        params = {
+            "userName": "store-api",
+            "password": "store-password",
+            "orderNumber": str(uuid.uuid4()),
+            "amount": "1000",
+            "returnUrl": "https://x",
+        }
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=sber_app()), base_url="http://sb/payment/rest"
+        ) as c:
             if method == "GET":
                 r = await c.get("/register.do", params=params)
             else:
@@ -124,9 +137,11 @@ class TestSberWire:
             unknown = await c.post("/getOrderStatusExtended.do", data={**params, "orderId": "nope"})
             denied = await c.post("/register.do", data={**params, "password": "x"})
 
-        assert "errorCode" not in r.json() and r.json()["formUrl"]
+        assert "errorCode" not in r.json()
+        assert r.json()["formUrl"]
         assert again.json()["errorCode"] == "1"
-        assert status.json()["orderStatus"] == 0 and status.json()["actionCode"] == -100
+        assert status.json()["orderStatus"] == 0
+        assert status.json()["actionCode"] == -100
         assert status.json()["paymentAmountInfo"]["paymentState"] == "CREATED"
         assert unknown.json()["errorCode"] == "6"
         assert denied.json()["errorCode"] == "5"
@@ -134,7 +149,9 @@ class TestSberWire:
 
 async def test_mobile_idempotency_conflict() -> None:
     async with httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=mobile_app()), base_url="http://mc/v1", headers={"Authorization": "Bearer test_api_key"}
+        transport=httpx.ASGITransport(app=mobile_app()),
+        base_url="http://mc/v1",
+        headers={"Authorization": "Bearer test_api_key"},
     ) as c:
         body = {"merchant_charge_id": "a1", "phone": "79161234567", "amount": 30_000}
         first = await c.post("/charges", json=body, headers={"Idempotency-Key": "k1"})

@@ -8,7 +8,6 @@ import time
 from pathlib import Path
 
 import httpx
-
 from emulators._common.server import free_port
 
 ROOT = Path(__file__).resolve().parents[2]

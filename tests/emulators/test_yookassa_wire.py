@@ -7,7 +7,6 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest
-
 from emulators.yookassa.app import create_app
 
 AUTH = ("100500", "test_secret_key")
@@ -20,7 +19,9 @@ BODY = {
 
 @pytest.fixture
 async def api() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app()), base_url="http://yk/v3", auth=AUTH) as c:
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=create_app()), base_url="http://yk/v3", auth=AUTH
+    ) as c:
         yield c
 
 
@@ -44,11 +45,15 @@ async def test_answers_200_with_decimal_string_amounts(api: httpx.AsyncClient) -
         ({"Idempotence-Key": "k"}, ("100500", "wrong"), 401, "invalid_credentials"),
     ],
 )
-async def test_error_envelope(api: httpx.AsyncClient, headers: dict[str, str], auth: tuple[str, str], status: int, code: str) -> None:
+async def test_error_envelope(
+    api: httpx.AsyncClient, headers: dict[str, str], auth: tuple[str, str], status: int, code: str
+) -> None:
     r = await api.post("/payments", json=BODY, headers=headers, auth=auth)
 
     assert r.status_code == status
-    assert r.json()["type"] == "error" and r.json()["code"] == code and r.json()["id"]
+    assert r.json()["type"] == "error"
+    assert r.json()["code"] == code
+    assert r.json()["id"]
 
 
 async def test_idempotence_key_replays_and_rejects_another_body(api: httpx.AsyncClient) -> None:
@@ -78,7 +83,14 @@ async def test_idempotence_key_replays_and_rejects_another_body(api: httpx.Async
         {
             "receipt": {
                 "customer": {"email": "a@b.c"},
-                "items": [{"description": "x", "quantity": "1", "amount": {"value": "99.00", "currency": "RUB"}, "vat_code": 11}],
+                "items": [
+                    {
+                        "description": "x",
+                        "quantity": "1",
+                        "amount": {"value": "99.00", "currency": "RUB"},
+                        "vat_code": 11,
+                    }
+                ],
             }
         },
     ],

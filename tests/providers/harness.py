@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
-
 from emulators._common.state import BaseState, EmulatorConfig
+
 from payment_service.providers.mobile.adapter import MobileProvider
 from payment_service.providers.ports import ChargeRequest, PaymentMethod
 from payment_service.providers.sber.adapter import SberProvider
@@ -64,14 +64,18 @@ class WebhookSink:
             if not message.get("more_body"):
                 break
         headers = {k.decode(): v.decode() for k, v in scope.get("headers", [])}
-        self.received.append(Received(scope["method"], scope["path"], scope.get("query_string", b"").decode(), headers, body))
+        self.received.append(
+            Received(scope["method"], scope["path"], scope.get("query_string", b"").decode(), headers, body)
+        )
         status, payload = self.answers.popleft() if self.answers else (200, b"OK")
         await send({"type": "http.response.start", "status": status, "headers": [(b"content-type", b"text/plain")]})
         await send({"type": "http.response.body", "body": payload})
 
 
 def settings_for(provider: str, **overrides: Any) -> Any:
-    cls = {"yookassa": YooKassaSettings, "tbank": TBankSettings, "sber": SberSettings, "mobile": MobileSettings}[provider]
+    cls = {"yookassa": YooKassaSettings, "tbank": TBankSettings, "sber": SberSettings, "mobile": MobileSettings}[
+        provider
+    ]
     extra: dict[str, Any] = {"base_url": BASE_URLS[provider], **FAST}
     if provider == "yookassa":
         extra["webhook_ip_allowlist"] = ["127.0.0.1/32"]
@@ -125,9 +129,12 @@ def build(provider: str, **settings_overrides: Any) -> Harness:
     )
     factory = {"yookassa": yookassa_app, "tbank": tbank_app, "sber": sber_app, "mobile": mobile_app}[provider]
     app = factory(config, webhook_transport=httpx.ASGITransport(app=sink))
-    adapter_cls = {"yookassa": YooKassaProvider, "tbank": TBankProvider, "sber": SberProvider, "mobile": MobileProvider}[
-        provider
-    ]
+    adapter_cls = {
+        "yookassa": YooKassaProvider,
+        "tbank": TBankProvider,
+        "sber": SberProvider,
+        "mobile": MobileProvider,
+    }[provider]
     adapter = adapter_cls(
         settings_for(provider, **settings_overrides), CREDENTIALS[provider], transport=httpx.ASGITransport(app=app)
     )

@@ -130,7 +130,12 @@ class TestFaults:
         with pytest.raises(ProviderUnavailable):
             await h.adapter.authorize(req)
 
-        assert h.state.objects() in ({"payments": {}, "refunds": {}}, {"payments": {}}, {"orders": {}}, {"charges": {}, "refunds": {}})
+        assert h.state.objects() in (
+            {"payments": {}, "refunds": {}},
+            {"payments": {}},
+            {"orders": {}},
+            {"charges": {}, "refunds": {}},
+        )
 
     async def test_500_is_an_unknown_outcome(self, h: Harness) -> None:
         with pytest.raises(ProviderTimeout):
@@ -210,7 +215,8 @@ class TestTwoStage:
         assert captured.status is ProviderStatus.succeeded
         assert captured.amount_minor == amount
         kinds = [e.kind for e in h.state.ledger]
-        assert kinds[0] == "hold" and "capture" in kinds
+        assert kinds[0] == "hold"
+        assert "capture" in kinds
         assert sum(e.amount_minor for e in h.state.ledger if e.kind == "capture") == amount
 
     async def test_void_releases_the_hold(self, h: Harness) -> None:
@@ -238,12 +244,17 @@ class TestRefund:
         await h.pay(created.provider_payment_id)
         ref = PaymentRef(req.idempotency_key, created.provider_payment_id)
 
-        first = await h.adapter.refund(ref, amount_minor=5_000, currency="RUB", idempotency_key="r1-" + req.idempotency_key)
-        second = await h.adapter.refund(ref, amount_minor=15_000, currency="RUB", idempotency_key="r2-" + req.idempotency_key)
+        first = await h.adapter.refund(
+            ref, amount_minor=5_000, currency="RUB", idempotency_key="r1-" + req.idempotency_key
+        )
+        second = await h.adapter.refund(
+            ref, amount_minor=15_000, currency="RUB", idempotency_key="r2-" + req.idempotency_key
+        )
         with pytest.raises(ProviderInvalidRequest):
             await h.adapter.refund(ref, amount_minor=1, currency="RUB", idempotency_key="r3-" + req.idempotency_key)
 
-        assert first.status is RefundStatus.succeeded and second.status is RefundStatus.succeeded
+        assert first.status is RefundStatus.succeeded
+        assert second.status is RefundStatus.succeeded
         assert sum(e.amount_minor for e in h.state.ledger if e.kind == "refund") == 20_000
 
 
@@ -262,7 +273,8 @@ class TestCustomerActions:
         h = build(provider)
         req = h.request(77_700)
         created = await h.adapter.authorize(req)
-        assert created.action is not None and created.action.type is ActionType.redirect
+        assert created.action is not None
+        assert created.action.type is ActionType.redirect
         url = urlsplit(created.action.url or "")
         page = url.path + ("?" + url.query if url.query else "")
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=h.app), base_url="http://emu") as customer:
@@ -291,7 +303,8 @@ class TestCustomerActions:
         await h.pay(created.provider_payment_id)
         status = await h.adapter.get_status(PaymentRef(req.idempotency_key, created.provider_payment_id))
 
-        assert created.action is not None and created.action.type is ActionType.qr
+        assert created.action is not None
+        assert created.action.type is ActionType.qr
         assert (created.action.qr_payload or "").startswith("https://qr.nspk.ru/")
         assert "sum=15000" in (created.action.qr_payload or "")
         assert status.status is ProviderStatus.succeeded
@@ -301,7 +314,8 @@ class TestCustomerActions:
         h = build("mobile")
         created = await h.adapter.authorize(h.request(30_000))
 
-        assert created.action is not None and created.action.type is ActionType.external
+        assert created.action is not None
+        assert created.action.type is ActionType.external
         await h.adapter.aclose()
 
 
@@ -322,5 +336,6 @@ async def test_mobile_unsupported_operator_is_a_synchronous_decline() -> None:
         await h.adapter.authorize(h.request(30_000, payer_phone="79991234567"))
 
     assert err.value.decline_code is DeclineCode.unsupported_operator
-    assert err.value.result is not None and err.value.result.status is ProviderStatus.failed
+    assert err.value.result is not None
+    assert err.value.result.status is ProviderStatus.failed
     await h.adapter.aclose()

@@ -37,7 +37,10 @@ def cand(name: str, priority: int, **kw: object) -> RouteCandidate:
 class TestRouteCandidates:
     def test_by_priority(self) -> None:
         got = route_candidates(
-            [cand("b", 20), cand("a", 10), cand("c", 30)], method=PaymentMethod.bank_card, currency="RUB", amount_minor=500
+            [cand("b", 20), cand("a", 10), cand("c", 30)],
+            method=PaymentMethod.bank_card,
+            currency="RUB",
+            amount_minor=500,
         )
 
         assert got == ["a", "b", "c"]
@@ -59,14 +62,21 @@ class TestRouteCandidates:
 
     def test_unhealthy_go_last(self) -> None:
         got = route_candidates(
-            [cand("a", 10, healthy=False), cand("b", 20)], method=PaymentMethod.bank_card, currency="RUB", amount_minor=500
+            [cand("a", 10, healthy=False), cand("b", 20)],
+            method=PaymentMethod.bank_card,
+            currency="RUB",
+            amount_minor=500,
         )
 
         assert got == ["b", "a"]
 
     def test_exclude_already_tried(self) -> None:
         got = route_candidates(
-            [cand("a", 10), cand("b", 20)], method=PaymentMethod.bank_card, currency="RUB", amount_minor=500, exclude=["a"]
+            [cand("a", 10), cand("b", 20)],
+            method=PaymentMethod.bank_card,
+            currency="RUB",
+            amount_minor=500,
+            exclude=["a"],
         )
 
         assert got == ["b"]
@@ -118,7 +128,10 @@ class TestRegistry:
             "sber",
         ]
         assert registry.route(method=PaymentMethod.sbp, currency="RUB", amount_minor=10_000) == ["yookassa", "tbank"]
-        assert registry.route(method=PaymentMethod.mobile, currency="RUB", amount_minor=10_000) == ["yookassa", "mobile"]
+        assert registry.route(method=PaymentMethod.mobile, currency="RUB", amount_minor=10_000) == [
+            "yookassa",
+            "mobile",
+        ]
         assert registry.route(method=PaymentMethod.bank_card, currency="USD", amount_minor=10_000) == []
 
     def test_open_breaker_moves_a_provider_last(self) -> None:

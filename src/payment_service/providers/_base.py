@@ -18,7 +18,9 @@ def credential(credentials: Mapping[str, Any], provider: str, name: str) -> str:
     if isinstance(value, SecretStr):
         value = value.get_secret_value()
     if not isinstance(value, str) or not value:
-        raise ProviderInvalidRequest(f"{provider}: credential {name!r} is missing", provider=provider, operation="config")
+        raise ProviderInvalidRequest(
+            f"{provider}: credential {name!r} is missing", provider=provider, operation="config"
+        )
     return value
 
 
@@ -30,7 +32,7 @@ def minor_to_decimal(amount_minor: int) -> str:
 
 
 def decimal_to_minor(value: str) -> int:
-    """"1220.00" → 122000 without floats; raises ValueError on anything else."""
+    """ "1220.00" → 122000 without floats; raises ValueError on anything else."""
     text = value.strip()
     whole, _, frac = text.partition(".")
     if not whole.isdigit() or (frac and (not frac.isdigit() or len(frac) > 2)):

@@ -59,7 +59,12 @@ class RouteCandidate:
 
 
 def route_candidates(
-    candidates: Iterable[RouteCandidate], *, method: PaymentMethod, currency: str, amount_minor: int, exclude: Iterable[str] = ()
+    candidates: Iterable[RouteCandidate],
+    *,
+    method: PaymentMethod,
+    currency: str,
+    amount_minor: int,
+    exclude: Iterable[str] = (),
 ) -> list[str]:
     """Names of the providers able to take this payment, best first."""
     skip = set(exclude)

@@ -25,7 +25,8 @@ class TestSignature:
         event = await mobile.adapter.parse_webhook(received.body, received.headers)
 
         assert event.event_type == "charge.succeeded"
-        assert event.payment is not None and event.payment.status is ProviderStatus.succeeded
+        assert event.payment is not None
+        assert event.payment.status is ProviderStatus.succeeded
         assert event.external_id.startswith("evt_")
 
     async def test_forged_signature_is_rejected(self, mobile: Harness) -> None:
@@ -55,7 +56,8 @@ class TestSignature:
         event = await mobile.adapter.parse_webhook(received.body, received.headers)
 
         assert event.kind is EventKind.refund
-        assert event.refund is not None and event.refund.amount_minor == 1_000
+        assert event.refund is not None
+        assert event.refund.amount_minor == 1_000
 
 
 async def test_capture_must_be_full(mobile: Harness) -> None:
@@ -66,4 +68,6 @@ async def test_capture_must_be_full(mobile: Harness) -> None:
     await mobile.pay(created.provider_payment_id)
 
     with pytest.raises(ProviderOperationNotSupported):
-        await mobile.adapter.capture(PaymentRef(req.idempotency_key, created.provider_payment_id), amount_minor=10_000, currency="RUB")
+        await mobile.adapter.capture(
+            PaymentRef(req.idempotency_key, created.provider_payment_id), amount_minor=10_000, currency="RUB"
+        )

@@ -17,7 +17,12 @@ def test_disabled_by_default() -> None:
 async def test_every_operation_refuses_with_the_reason() -> None:
     provider = QiwiProvider(QiwiSettings(enabled=True))
     request = ChargeRequest(
-        amount_minor=100, currency="RUB", method=PaymentMethod.bank_card, description="x", return_url="https://x", idempotency_key="k"
+        amount_minor=100,
+        currency="RUB",
+        method=PaymentMethod.bank_card,
+        description="x",
+        return_url="https://x",
+        idempotency_key="k",
     )
 
     with pytest.raises(ProviderDisabled, match="revoked KIWI Bank's licence on 21 February 2024") as err:
@@ -32,7 +37,12 @@ async def test_every_operation_refuses_with_the_reason() -> None:
 
 def test_historic_signature_vector() -> None:
     bill = QiwiBill.model_validate(
-        {"siteId": "test", "billId": "test_bill", "amount": {"value": "1", "currency": "RUB"}, "status": {"value": "PAID"}}
+        {
+            "siteId": "test",
+            "billId": "test_bill",
+            "amount": {"value": "1", "currency": "RUB"},
+            "status": {"value": "PAID"},
+        }
     )
     expected = "07e0ebb10916d97760c196034105d010607a6c6b7d72bfa1c3451448ac484a3b"
 

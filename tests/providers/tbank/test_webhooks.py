@@ -22,7 +22,9 @@ class TestToken:
             "Receipt": {"Items": []},
         }
 
-        assert make_token(params, "usaf8fw8fsw21g") == "0024a00af7c350a3a67ca168ce06502aa72772456662e38696d48b56ee9c97d9"
+        assert (
+            make_token(params, "usaf8fw8fsw21g") == "0024a00af7c350a3a67ca168ce06502aa72772456662e38696d48b56ee9c97d9"
+        )
 
     def test_notification_vector_with_boolean(self) -> None:
         params = {
@@ -61,10 +63,12 @@ class TestNotifications:
         events = [await tbank.adapter.parse_webhook(b, {}) for b in bodies]
 
         assert [e.event_type for e in events] == ["AUTHORIZED", "CONFIRMED"]
-        assert events[-1].payment is not None and events[-1].payment.status is ProviderStatus.succeeded
+        assert events[-1].payment is not None
+        assert events[-1].payment.status is ProviderStatus.succeeded
         assert events[-1].ack_body == "OK"
         assert isinstance(json.loads(bodies[0])["PaymentId"], int)
-        assert events[0].payment is not None and events[0].payment.card is not None
+        assert events[0].payment is not None
+        assert events[0].payment.card is not None
 
     async def test_forged_token_is_rejected(self, tbank: Harness) -> None:
         bodies = await notifications(tbank, 10_064)
@@ -80,7 +84,14 @@ class TestNotifications:
             await tbank.adapter.parse_webhook(json.dumps(body).encode(), {})
 
     async def test_another_terminal_is_rejected(self) -> None:
-        body = {"TerminalKey": "Other", "OrderId": "1", "Success": True, "Status": "CONFIRMED", "PaymentId": 1, "Amount": 1}
+        body = {
+            "TerminalKey": "Other",
+            "OrderId": "1",
+            "Success": True,
+            "Status": "CONFIRMED",
+            "PaymentId": 1,
+            "Amount": 1,
+        }
         body["Token"] = make_token(body, "pw")
 
         with pytest.raises(ProviderSignatureInvalid):

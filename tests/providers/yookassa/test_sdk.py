@@ -8,11 +8,11 @@ from typing import Any
 
 import httpx
 import pytest
-from yookassa import Configuration, Payment, Refund
-from yookassa.domain.exceptions import BadRequestError, NotFoundError, UnauthorizedError
-
 from emulators._common.server import serve_in_thread
 from emulators.yookassa.app import create_app
+from yookassa.domain.exceptions import BadRequestError, NotFoundError, UnauthorizedError
+
+from yookassa import Configuration, Payment, Refund
 
 
 @pytest.fixture(scope="module")

@@ -24,7 +24,8 @@ class TestVerification:
 
         assert event.kind is EventKind.payment
         assert event.event_type == "payment.succeeded"
-        assert event.payment is not None and event.payment.status is ProviderStatus.succeeded
+        assert event.payment is not None
+        assert event.payment.status is ProviderStatus.succeeded
         assert event.external_id == f"payment.succeeded:{pid}:succeeded"
         assert event.idempotency_key is not None
 
@@ -40,7 +41,11 @@ class TestVerification:
         forged = {
             "type": "notification",
             "event": "payment.succeeded",
-            "object": {"id": created.provider_payment_id, "status": "succeeded", "amount": {"value": "1.00", "currency": "RUB"}},
+            "object": {
+                "id": created.provider_payment_id,
+                "status": "succeeded",
+                "amount": {"value": "1.00", "currency": "RUB"},
+            },
         }
 
         event = await yookassa.adapter.parse_webhook(json.dumps(forged).encode(), {}, remote_addr="127.0.0.1")
@@ -64,7 +69,8 @@ class TestVerification:
         event = await yookassa.adapter.parse_webhook(body, {}, remote_addr="127.0.0.1")
 
         assert event.kind is EventKind.refund
-        assert event.refund is not None and event.refund.amount_minor == 500
+        assert event.refund is not None
+        assert event.refund.amount_minor == 500
 
 
 class TestDeliveryModes:
@@ -72,7 +78,9 @@ class TestDeliveryModes:
         await paid(yookassa, 10_061)
         await yookassa.flush()
 
-        events = [await yookassa.adapter.parse_webhook(r.body, {}, remote_addr="127.0.0.1") for r in yookassa.sink.received]
+        events = [
+            await yookassa.adapter.parse_webhook(r.body, {}, remote_addr="127.0.0.1") for r in yookassa.sink.received
+        ]
 
         assert len(events) == 2
         assert events[0].external_id == events[1].external_id

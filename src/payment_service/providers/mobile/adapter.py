@@ -94,7 +94,9 @@ def map_error(exc: Exception, operation: str) -> ProviderError:
             provider_code=exc.code,
         )
     if isinstance(exc, httpx.HTTPError | ValueError):
-        return ProviderTimeout(f"mobile: unreadable answer ({type(exc).__name__})", provider=PROVIDER, operation=operation)
+        return ProviderTimeout(
+            f"mobile: unreadable answer ({type(exc).__name__})", provider=PROVIDER, operation=operation
+        )
     return ProviderError(f"mobile: {exc}", provider=PROVIDER, operation=operation)
 
 
@@ -109,7 +111,9 @@ def to_result(c: MCCharge) -> ProviderResult:
         captured_minor=c.captured_amount,
         refunded_minor=c.refunded_amount,
         action=CustomerAction(ActionType.external) if status is ProviderStatus.requires_action else None,
-        decline_code=DECLINES.get(c.failure_code or "", DeclineCode.unknown) if status is ProviderStatus.failed else None,
+        decline_code=DECLINES.get(c.failure_code or "", DeclineCode.unknown)
+        if status is ProviderStatus.failed
+        else None,
         provider_status=c.status,
         fee_minor=c.fee,
         idempotency_key=c.merchant_charge_id,
@@ -122,7 +126,9 @@ def refund_result(r: MCRefund) -> RefundResult:
         provider=PROVIDER,
         provider_refund_id=r.id,
         provider_payment_id=r.charge_id,
-        status={"succeeded": RefundStatus.succeeded, "pending": RefundStatus.pending}.get(r.status, RefundStatus.failed),
+        status={"succeeded": RefundStatus.succeeded, "pending": RefundStatus.pending}.get(
+            r.status, RefundStatus.failed
+        ),
         amount_minor=r.amount,
         currency=r.currency,
     )
@@ -156,7 +162,9 @@ class MobileProvider:
 
     async def authorize(self, request: ChargeRequest) -> ProviderResult:
         if request.method is not PaymentMethod.mobile:
-            raise ProviderOperationNotSupported(f"mobile: method {request.method}", provider=PROVIDER, operation="create")
+            raise ProviderOperationNotSupported(
+                f"mobile: method {request.method}", provider=PROVIDER, operation="create"
+            )
         if not request.payer_phone:
             raise ProviderInvalidRequest("mobile: payer_phone is required", provider=PROVIDER, operation="create")
         body: dict[str, Any] = {
@@ -174,7 +182,11 @@ class MobileProvider:
                 charge = await self.client.create_charge(body, key=request.idempotency_key)
             except MobileApiError as exc:
                 # our attempt id was already used: a repeat of this attempt whose first answer was lost
-                found = await self.client.find_charge(request.idempotency_key) if exc.error.code == "duplicate_charge" else None
+                found = (
+                    await self.client.find_charge(request.idempotency_key)
+                    if exc.error.code == "duplicate_charge"
+                    else None
+                )
                 if found is None:
                     raise
                 charge = found

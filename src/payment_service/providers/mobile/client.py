@@ -39,11 +39,25 @@ class MobileClient:
         await self.http.aclose()
 
     async def _call(
-        self, operation: str, method: str, path: str, *, body: dict[str, Any] | None = None, key: str | None = None, params: dict[str, str] | None = None
+        self,
+        operation: str,
+        method: str,
+        path: str,
+        *,
+        body: dict[str, Any] | None = None,
+        key: str | None = None,
+        params: dict[str, str] | None = None,
     ) -> dict[str, Any]:
         headers = {"Idempotency-Key": key} if key else {}
         response = await self.http.request(
-            operation, method, path, mutating=method == "POST", idempotent=True, headers=headers, json=body, params=params
+            operation,
+            method,
+            path,
+            mutating=method == "POST",
+            idempotent=True,
+            headers=headers,
+            json=body,
+            params=params,
         )
         try:
             data = response.json()
@@ -66,11 +80,17 @@ class MobileClient:
         return MCCharge.model_validate(items[-1]) if items else None
 
     async def capture(self, charge_id: str, *, key: str) -> MCCharge:
-        return MCCharge.model_validate(await self._call("capture", "POST", f"/charges/{charge_id}/capture", body={}, key=key))
+        return MCCharge.model_validate(
+            await self._call("capture", "POST", f"/charges/{charge_id}/capture", body={}, key=key)
+        )
 
     async def cancel(self, charge_id: str, *, key: str) -> MCCharge:
-        return MCCharge.model_validate(await self._call("void", "POST", f"/charges/{charge_id}/cancel", body={}, key=key))
+        return MCCharge.model_validate(
+            await self._call("void", "POST", f"/charges/{charge_id}/cancel", body={}, key=key)
+        )
 
     async def refund(self, charge_id: str, amount: int, *, key: str) -> MCRefund:
         body = {"amount": amount, "merchant_refund_id": key}
-        return MCRefund.model_validate(await self._call("refund", "POST", f"/charges/{charge_id}/refunds", body=body, key=key))
+        return MCRefund.model_validate(
+            await self._call("refund", "POST", f"/charges/{charge_id}/refunds", body=body, key=key)
+        )

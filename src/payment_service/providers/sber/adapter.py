@@ -96,7 +96,9 @@ def map_error(exc: Exception, operation: str) -> ProviderError:
             provider_code=str(exc.action_code),
         )
     if isinstance(exc, httpx.HTTPError | ValueError):
-        return ProviderTimeout(f"sber: unreadable answer ({type(exc).__name__})", provider=PROVIDER, operation=operation)
+        return ProviderTimeout(
+            f"sber: unreadable answer ({type(exc).__name__})", provider=PROVIDER, operation=operation
+        )
     return ProviderError(f"sber: {exc}", provider=PROVIDER, operation=operation)
 
 
@@ -147,7 +149,12 @@ def to_result(s: SberOrderStatus, *, order_id: str | None, action: CustomerActio
 class SberProvider:
     name = PROVIDER
     capabilities = frozenset(
-        {Capability.two_stage, Capability.partial_capture, Capability.partial_refund, Capability.status_by_idempotency_key}
+        {
+            Capability.two_stage,
+            Capability.partial_capture,
+            Capability.partial_refund,
+            Capability.status_by_idempotency_key,
+        }
     )
 
     def __init__(
@@ -180,7 +187,9 @@ class SberProvider:
         if request.method is not PaymentMethod.bank_card:
             raise ProviderOperationNotSupported(f"sber: method {request.method}", provider=PROVIDER, operation="create")
         if request.currency not in CURRENCY_NUMERIC:
-            raise ProviderOperationNotSupported(f"sber: currency {request.currency}", provider=PROVIDER, operation="create")
+            raise ProviderOperationNotSupported(
+                f"sber: currency {request.currency}", provider=PROVIDER, operation="create"
+            )
         params: dict[str, Any] = {
             "orderNumber": request.idempotency_key,
             "amount": request.amount_minor,

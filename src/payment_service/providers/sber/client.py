@@ -13,8 +13,8 @@ import httpx
 
 from payment_service.providers._http import ProviderHTTP
 from payment_service.providers.breaker import CircuitBreaker
-from payment_service.providers.settings import SberSettings
 from payment_service.providers.sber.schemas import SberOrderStatus, SberRegistered, SberResult
+from payment_service.providers.settings import SberSettings
 
 PROVIDER = "sber"
 

@@ -36,4 +36,6 @@ def verify(params: Mapping[str, str], secret: str) -> None:
         if not params.get(name):
             raise ProviderSignatureInvalid(f"sber: callback without {name}", provider=PROVIDER, operation="webhook")
     if params["operation"] not in OPERATIONS:
-        raise ProviderSignatureInvalid(f"sber: unknown operation {params['operation']!r}", provider=PROVIDER, operation="webhook")
+        raise ProviderSignatureInvalid(
+            f"sber: unknown operation {params['operation']!r}", provider=PROVIDER, operation="webhook"
+        )

@@ -137,7 +137,9 @@ def map_error(exc: Exception, operation: str) -> ProviderError:
             return ProviderUnavailable(text, **kw)
         return ProviderTimeout(f"{text} (internal error: outcome unknown)", **kw)
     if isinstance(exc, httpx.HTTPError | ValueError):
-        return ProviderTimeout(f"tbank: unreadable answer ({type(exc).__name__})", provider=PROVIDER, operation=operation)
+        return ProviderTimeout(
+            f"tbank: unreadable answer ({type(exc).__name__})", provider=PROVIDER, operation=operation
+        )
     return ProviderError(f"tbank: {exc}", provider=PROVIDER, operation=operation)
 
 
@@ -211,7 +213,12 @@ def _receipt(receipt: ReceiptData) -> dict[str, Any]:
 class TBankProvider:
     name = PROVIDER
     capabilities = frozenset(
-        {Capability.two_stage, Capability.partial_capture, Capability.partial_refund, Capability.status_by_idempotency_key}
+        {
+            Capability.two_stage,
+            Capability.partial_capture,
+            Capability.partial_refund,
+            Capability.status_by_idempotency_key,
+        }
     )
 
     def __init__(
@@ -242,7 +249,9 @@ class TBankProvider:
 
     async def authorize(self, request: ChargeRequest) -> ProviderResult:
         if request.method not in (PaymentMethod.bank_card, PaymentMethod.sbp):
-            raise ProviderOperationNotSupported(f"tbank: method {request.method}", provider=PROVIDER, operation="create")
+            raise ProviderOperationNotSupported(
+                f"tbank: method {request.method}", provider=PROVIDER, operation="create"
+            )
         if request.currency != "RUB":
             raise ProviderOperationNotSupported("tbank accepts RUB only", provider=PROVIDER, operation="create")
         sbp = request.method is PaymentMethod.sbp
@@ -279,7 +288,9 @@ class TBankProvider:
                 action=action,
                 raw=resp.model_dump(mode="json"),
             )
-            return check_amount(result, amount_minor=request.amount_minor, currency=request.currency, operation="create")
+            return check_amount(
+                result, amount_minor=request.amount_minor, currency=request.currency, operation="create"
+            )
         except Exception as exc:
             raise map_error(exc, "create") from exc
 
@@ -369,7 +380,9 @@ class TBankProvider:
             return ref.provider_payment_id
         order = await self.client.check_order(ref.idempotency_key)
         if not order.Payments:
-            raise ProviderNotFound(f"tbank: no payment for order {ref.idempotency_key}", provider=PROVIDER, operation="get")
+            raise ProviderNotFound(
+                f"tbank: no payment for order {ref.idempotency_key}", provider=PROVIDER, operation="get"
+            )
         return order.Payments[-1].PaymentId
 
     def _from_state(self, resp: TBResponse, order_id: str | None, *, error_code: str | None = None) -> ProviderResult:
@@ -395,4 +408,6 @@ class TBankProvider:
             return self._from_state(await self.client.get_state(pid), resp.OrderId)
         except ProviderError:
             # the operation itself succeeded; report what its answer said
-            return to_result(payment_id=pid, status=resp.Status or "UNKNOWN", amount=resp.NewAmount or 0, order_id=resp.OrderId)
+            return to_result(
+                payment_id=pid, status=resp.Status or "UNKNOWN", amount=resp.NewAmount or 0, order_id=resp.OrderId
+            )

@@ -20,13 +20,17 @@ def verify_and_parse(body: bytes, *, terminal_key: str, password: str) -> TBNoti
     try:
         params: Any = json.loads(body)
     except ValueError as exc:
-        raise ProviderSignatureInvalid("tbank: notification is not JSON", provider=PROVIDER, operation="webhook") from exc
+        raise ProviderSignatureInvalid(
+            "tbank: notification is not JSON", provider=PROVIDER, operation="webhook"
+        ) from exc
     if not isinstance(params, dict) or not isinstance(params.get("Token"), str):
         raise ProviderSignatureInvalid("tbank: notification without Token", provider=PROVIDER, operation="webhook")
     if not hmac.compare_digest(params["Token"], make_token(params, password)):
         raise ProviderSignatureInvalid("tbank: notification Token mismatch", provider=PROVIDER, operation="webhook")
     if params.get("TerminalKey") != terminal_key:
-        raise ProviderSignatureInvalid("tbank: notification for another terminal", provider=PROVIDER, operation="webhook")
+        raise ProviderSignatureInvalid(
+            "tbank: notification for another terminal", provider=PROVIDER, operation="webhook"
+        )
     try:
         return TBNotification.model_validate(params)
     except ValidationError as exc:

@@ -104,7 +104,9 @@ def map_error(exc: Exception, operation: str) -> ProviderError:
             provider_code=exc.reason,
         )
     if isinstance(exc, httpx.HTTPError | ValueError):
-        return ProviderTimeout(f"yookassa: unreadable answer ({type(exc).__name__})", provider=PROVIDER, operation=operation)
+        return ProviderTimeout(
+            f"yookassa: unreadable answer ({type(exc).__name__})", provider=PROVIDER, operation=operation
+        )
     return ProviderError(f"yookassa: {exc}", provider=PROVIDER, operation=operation)
 
 
@@ -244,7 +246,9 @@ class YooKassaProvider:
 
     async def authorize(self, request: ChargeRequest) -> ProviderResult:
         if request.method not in _METHOD:
-            raise ProviderOperationNotSupported(f"yookassa: method {request.method}", provider=PROVIDER, operation="create")
+            raise ProviderOperationNotSupported(
+                f"yookassa: method {request.method}", provider=PROVIDER, operation="create"
+            )
         wire_method, confirmation_type = _METHOD[request.method]
         confirmation: dict[str, Any] = {"type": confirmation_type}
         if confirmation_type in ("redirect", "qr"):
@@ -252,7 +256,9 @@ class YooKassaProvider:
         pmd: dict[str, Any] = {"type": wire_method}
         if request.method is PaymentMethod.mobile:
             if not request.payer_phone:
-                raise ProviderInvalidRequest("yookassa: mobile payments need payer_phone", provider=PROVIDER, operation="create")
+                raise ProviderInvalidRequest(
+                    "yookassa: mobile payments need payer_phone", provider=PROVIDER, operation="create"
+                )
             pmd["phone"] = request.payer_phone
         body: dict[str, Any] = {
             "amount": {"value": minor_to_decimal(request.amount_minor), "currency": request.currency},
@@ -269,7 +275,9 @@ class YooKassaProvider:
             result = to_result(payment, idempotency_key=request.idempotency_key)
             check_amount(result, amount_minor=request.amount_minor, currency=request.currency, operation="create")
             if result.status is ProviderStatus.failed:
-                raise ProviderDeclinedReason(payment.cancellation_details.reason if payment.cancellation_details else "", result)
+                raise ProviderDeclinedReason(
+                    payment.cancellation_details.reason if payment.cancellation_details else "", result
+                )
             return result
         except Exception as exc:
             raise map_error(exc, "create") from exc
@@ -320,7 +328,9 @@ class YooKassaProvider:
                 operation="get",
             )
         try:
-            return to_result(await self.client.get_payment(ref.provider_payment_id), idempotency_key=ref.idempotency_key)
+            return to_result(
+                await self.client.get_payment(ref.provider_payment_id), idempotency_key=ref.idempotency_key
+            )
         except Exception as exc:
             raise map_error(exc, "get") from exc
 
@@ -370,5 +380,7 @@ class YooKassaProvider:
     @staticmethod
     def _pid(ref: PaymentRef, operation: str) -> str:
         if not ref.provider_payment_id:
-            raise ProviderInvalidRequest("yookassa: provider_payment_id is required", provider=PROVIDER, operation=operation)
+            raise ProviderInvalidRequest(
+                "yookassa: provider_payment_id is required", provider=PROVIDER, operation=operation
+            )
         return ref.provider_payment_id

@@ -76,10 +76,14 @@ class YooKassaClient:
         return YKPayment.model_validate(await self._call("get", "GET", f"/payments/{payment_id}"))
 
     async def capture_payment(self, payment_id: str, body: dict[str, Any], *, key: str) -> YKPayment:
-        return YKPayment.model_validate(await self._call("capture", "POST", f"/payments/{payment_id}/capture", body=body, key=key))
+        return YKPayment.model_validate(
+            await self._call("capture", "POST", f"/payments/{payment_id}/capture", body=body, key=key)
+        )
 
     async def cancel_payment(self, payment_id: str, *, key: str) -> YKPayment:
-        return YKPayment.model_validate(await self._call("cancel", "POST", f"/payments/{payment_id}/cancel", body={}, key=key))
+        return YKPayment.model_validate(
+            await self._call("cancel", "POST", f"/payments/{payment_id}/cancel", body={}, key=key)
+        )
 
     async def create_refund(self, body: dict[str, Any], *, key: str) -> YKRefund:
         return YKRefund.model_validate(await self._call("refund", "POST", "/refunds", body=body, key=key))

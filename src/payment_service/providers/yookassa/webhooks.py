@@ -23,7 +23,9 @@ REFUND_EVENTS = {"refund.succeeded"}
 def verify_source(remote_addr: str | None, allowlist: Iterable[str]) -> None:
     if not ip_allowed(remote_addr, allowlist):
         raise ProviderSignatureInvalid(
-            f"yookassa: notification from {remote_addr!r} outside the allow-list", provider=PROVIDER, operation="webhook"
+            f"yookassa: notification from {remote_addr!r} outside the allow-list",
+            provider=PROVIDER,
+            operation="webhook",
         )
 
 
@@ -31,9 +33,15 @@ def parse_notification(body: bytes) -> YKNotification:
     try:
         note = YKNotification.model_validate(json.loads(body))
     except (ValueError, ValidationError) as exc:
-        raise ProviderSignatureInvalid("yookassa: malformed notification", provider=PROVIDER, operation="webhook") from exc
+        raise ProviderSignatureInvalid(
+            "yookassa: malformed notification", provider=PROVIDER, operation="webhook"
+        ) from exc
     if note.type != "notification" or note.event not in PAYMENT_EVENTS | REFUND_EVENTS:
-        raise ProviderSignatureInvalid(f"yookassa: unexpected event {note.event!r}", provider=PROVIDER, operation="webhook")
+        raise ProviderSignatureInvalid(
+            f"yookassa: unexpected event {note.event!r}", provider=PROVIDER, operation="webhook"
+        )
     if not isinstance(note.object.get("id"), str):
-        raise ProviderSignatureInvalid("yookassa: notification without object id", provider=PROVIDER, operation="webhook")
+        raise ProviderSignatureInvalid(
+            "yookassa: notification without object id", provider=PROVIDER, operation="webhook"
+        )
     return note
