@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import json
 import os
+from typing import Any
 
 from emulators._common.server import run
 from emulators._common.state import EmulatorConfig
@@ -25,6 +27,11 @@ def main(argv: list[str] | None = None, *, provider: str | None = None) -> None:
         help="where webhooks go (env EMULATOR_WEBHOOK_URL)",
     )
     parser.add_argument("--hang-seconds", type=float, default=30.0)
+    parser.add_argument(
+        "--credentials",
+        default=os.environ.get("EMULATOR_CREDENTIALS"),
+        help="JSON object shaped like the provider's Vault entry (env EMULATOR_CREDENTIALS); default: test values",
+    )
     args = parser.parse_args(argv)
     name = provider or args.provider
     config = EmulatorConfig(
@@ -33,4 +40,20 @@ def main(argv: list[str] | None = None, *, provider: str | None = None) -> None:
         hang_seconds=args.hang_seconds,
     )
     module = importlib.import_module(f"emulators.{name}.app")
-    run(module.create_app(config), host=args.host, port=args.port)
+    run(module.create_app(config, **accounts(name, args.credentials)), host=args.host, port=args.port)
+
+
+def accounts(provider: str, raw: str | None) -> dict[str, Any]:
+    """The emulator's accepted account from the same JSON the service reads from Vault."""
+    if not raw:
+        return {}
+    c = json.loads(raw)
+    if provider == "yookassa":
+        return {"shops": {str(c["shop_id"]): str(c["secret_key"])}}
+    if provider == "tbank":
+        return {"terminals": {str(c["terminal_key"]): str(c["password"])}}
+    if provider == "sber":
+        return {"merchants": {str(c["user_name"]): (str(c["password"]), str(c["callback_secret"]))}}
+    if provider == "mobile":
+        return {"merchants": {str(c["api_key"]): ("merchant-1", str(c["webhook_secret"]))}}
+    raise ValueError(provider)

@@ -16,7 +16,10 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_python_m_emulators_serves_the_provider_api() -> None:
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "emulators", "--provider", "mobile", "--port", str(port)],
+        [
+            *(sys.executable, "-m", "emulators", "--provider", "mobile", "--port", str(port)),
+            *("--credentials", '{"api_key": "test_api_key", "webhook_secret": "s"}'),
+        ],
         cwd=ROOT,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

@@ -119,6 +119,11 @@ class TestRegistry:
         with pytest.raises(ProviderInvalidRequest):
             registry.resolve("yookassa")
 
+    def test_entry_marked_disabled_in_vault_is_skipped(self) -> None:
+        registry = ProviderRegistry.build(ProvidersSettings(), {**CREDENTIALS, "sber": {"enabled": False}})
+
+        assert "sber" not in registry.names
+
     def test_routes_by_settings(self) -> None:
         registry = ProviderRegistry.build(ProvidersSettings(), CREDENTIALS)
 

@@ -114,6 +114,9 @@ class ProviderRegistry:
                 log.warning("provider_enabled_but_refuses", provider=name, reason=QiwiProvider.reason)
                 continue
             creds = credentials.get(name)
+            if creds and creds.get("enabled") is False:
+                log.info("provider_disabled_in_vault", provider=name)
+                continue
             if not creds:
                 log.warning("provider_without_credentials", provider=name)
                 continue
