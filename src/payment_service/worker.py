@@ -1,12 +1,203 @@
-"""The worker process: outbox relay, event consumers and scheduled jobs (stub; see issue #2)."""
+"""The worker process: outbox relay, event consumers and periodic jobs.
+
+All background work is registered here, in one place:
+
+* :data:`CONSUMERS` — logical topic → handler for events from other services (inbox, retries,
+  dead-letter queue: :mod:`payment_service.inbox.consumer`);
+* :data:`payment_service.outbox.handlers.HANDLERS` — internal reactions to our own events;
+* :data:`PERIODIC_JOBS` — jobs run every N seconds; each run is one transaction, and at most one
+  worker process runs a given job at a time (transaction-scoped advisory lock).
+
+The outbox relay runs in every worker; one of them is the active leader (see
+:mod:`payment_service.outbox.relay`). On ``stop`` every loop finishes what it holds (the relay
+its current batch, a consumer its current message, a job its transaction), the producer is
+flushed and the pools are closed.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import random
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from types import MappingProxyType
+
+import structlog
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from payment_service.config import Settings
+from payment_service.db import transaction
+from payment_service.inbox import service as inbox_service
+from payment_service.inbox.consumer import EventConsumer
+from payment_service.inbox.service import Handler
+from payment_service.kit import idempotency
+from payment_service.outbox import handlers as outbox_handlers
+from payment_service.outbox import service as outbox_service
+from payment_service.outbox.relay import OutboxRelay, sleep_unless
+from payment_service.resources import Resources
+
+log = structlog.get_logger(__name__)
+
+SHUTDOWN_GRACE_SECONDS = 30.0
+OUTBOX_RETENTION = timedelta(days=7)
+"""Published outbox rows are kept this long (debugging, manual re-publication)."""
+INBOX_RETENTION = timedelta(days=30)
+"""Longer than any redelivery can arrive (Kafka retention, DLQ replays of older events)."""
+
+
+# ── periodic jobs ────────────────────────────────────────────────────────────────────────────
+
+
+@dataclass(frozen=True, slots=True)
+class JobContext:
+    """What a periodic job gets: a session in its own transaction and the current time."""
+
+    session: AsyncSession
+    now: datetime
+    settings: Settings
+    resources: Resources
+
+
+JobFunction = Callable[[JobContext], Awaitable[bool | None]]
+"""Returns True when more work is waiting: the job then runs again at once (new transaction)."""
+
+
+@dataclass(frozen=True, slots=True)
+class PeriodicJob:
+    name: str
+    every: timedelta
+    run: JobFunction
+
+
+async def prune_idempotency_keys(ctx: JobContext) -> bool:
+    batch = 5000
+    retention = timedelta(hours=ctx.settings.idempotency.retention_hours)
+    return await idempotency.prune(ctx.session, older_than=ctx.now - retention, batch=batch) >= batch
+
+
+async def prune_outbox(ctx: JobContext) -> bool:
+    batch = 10_000
+    return (
+        await outbox_service.prune_published(ctx.session, older_than=ctx.now - OUTBOX_RETENTION, batch=batch) >= batch
+    )
+
+
+async def prune_inbox(ctx: JobContext) -> bool:
+    batch = 10_000
+    return await inbox_service.prune_processed(ctx.session, older_than=ctx.now - INBOX_RETENTION, batch=batch) >= batch
+
+
+PERIODIC_JOBS: tuple[PeriodicJob, ...] = (
+    PeriodicJob("prune_idempotency_keys", every=timedelta(minutes=5), run=prune_idempotency_keys),
+    PeriodicJob("prune_outbox", every=timedelta(minutes=10), run=prune_outbox),
+    PeriodicJob("prune_inbox", every=timedelta(hours=1), run=prune_inbox),
+)
+
+# ── consumers of other services' topics ──────────────────────────────────────────────────────
+
+CONSUMERS: Mapping[str, Handler] = MappingProxyType({})
+"""Logical topic → handler (``inbox.consumer.dispatch_by_type`` routes one topic by event type)."""
+
+
+_JOB_LOCK = text("SELECT pg_try_advisory_xact_lock(hashtextextended(:name, 0))")
+_MAX_DRAIN_RUNS = 100
+
+
+async def run_job_once(job: PeriodicJob, resources: Resources) -> bool | None:
+    """Run ``job`` in one transaction unless another worker is running it (then return None)."""
+    async with transaction(resources.sessionmaker) as session:
+        got = (await session.execute(_JOB_LOCK, {"name": f"payment-service:job:{job.name}"})).scalar_one()
+        if not got:
+            return None
+        ctx = JobContext(session=session, now=resources.clock.now(), settings=resources.settings, resources=resources)
+        return bool(await job.run(ctx))
+
+
+class Worker:
+    """The relay, the consumer of all registered topics, and the periodic jobs."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        resources: Resources | None = None,
+        consumers: Mapping[str, Handler] | None = None,
+        jobs: Sequence[PeriodicJob] | None = None,
+        relay: bool = True,
+    ) -> None:
+        self.settings = settings
+        self._owned = resources is None
+        self.resources = resources or Resources.build(settings, application_name="payment-service-worker")
+        topic_handlers = dict(CONSUMERS if consumers is None else consumers)
+        for topic, handler in outbox_handlers.consumers().items():
+            if topic in topic_handlers:
+                raise ValueError(f"topic {topic!r} has both a consumer and internal handlers")
+            topic_handlers[topic] = handler
+        self.relay = OutboxRelay(settings) if relay else None
+        self.consumer = EventConsumer(settings, self.resources.sessionmaker, topic_handlers) if topic_handlers else None
+        self.jobs = tuple(PERIODIC_JOBS if jobs is None else jobs)
+        self.job_runs: dict[str, int] = {job.name: 0 for job in self.jobs}
+
+    async def run(self, stop: asyncio.Event) -> None:
+        loops: list[tuple[str, Callable[[asyncio.Event], Awaitable[None]]]] = []
+        if self.relay is not None:
+            loops.append(("outbox_relay", self.relay.run))
+        if self.consumer is not None:
+            loops.append(("consumer", self.consumer.run))
+        for job in self.jobs:
+            loops.append((f"job:{job.name}", self._job_loop(job)))
+        tasks = [asyncio.create_task(self._supervise(name, loop, stop), name=name) for name, loop in loops]
+        log.info(
+            "worker_running",
+            relay=self.relay is not None,
+            topics=self.consumer.topics if self.consumer else [],
+            jobs=[job.name for job in self.jobs],
+        )
+        try:
+            await stop.wait()
+        finally:
+            stop.set()
+            if tasks:
+                _, pending = await asyncio.wait(tasks, timeout=SHUTDOWN_GRACE_SECONDS)
+                for task in pending:
+                    log.warning("worker_loop_cancelled", loop=task.get_name())
+                    task.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
+            if self._owned:
+                await self.resources.close()
+
+    @staticmethod
+    async def _supervise(name: str, loop: Callable[[asyncio.Event], Awaitable[None]], stop: asyncio.Event) -> None:
+        """Keep ``loop`` running until ``stop``; an unexpected crash restarts it after a pause."""
+        while not stop.is_set():
+            try:
+                await loop(stop)
+                return
+            except Exception as exc:
+                log.exception("worker_loop_crashed", loop=name, exc_info=exc)
+                await sleep_unless(stop, 1.0)
+
+    def _job_loop(self, job: PeriodicJob) -> Callable[[asyncio.Event], Awaitable[None]]:
+        async def loop(stop: asyncio.Event) -> None:
+            period = job.every.total_seconds()
+            await sleep_unless(stop, random.uniform(0, min(period / 10, 5.0)))  # spread workers apart
+            while not stop.is_set():
+                try:
+                    for _ in range(_MAX_DRAIN_RUNS):
+                        more = await run_job_once(job, self.resources)
+                        if more is not None:
+                            self.job_runs[job.name] += 1
+                        if not more or stop.is_set():
+                            break
+                except Exception as exc:
+                    log.exception("job_failed", job=job.name, exc_info=exc)
+                await sleep_unless(stop, period)
+
+        return loop
 
 
 async def run_worker(settings: Settings, *, stop: asyncio.Event) -> None:
     """Run every background loop until ``stop`` is set, then finish the current batch and return."""
-    await stop.wait()
+    await Worker(settings).run(stop)

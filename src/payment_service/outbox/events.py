@@ -1,0 +1,125 @@
+"""The event catalogue: every event this service publishes, as a versioned pydantic payload.
+
+Conventions (see ``docs/events.md``):
+
+* ``type`` is ``<aggregate>.<past-tense verb>`` (``payment.succeeded``, ``refund.failed``);
+* ``version`` starts at 1; a change that breaks consumers (a removed or retyped field) adds a new
+  class with ``version = N + 1`` and the same ``type``; adding an optional field does not;
+* ``topic`` is the logical Kafka topic, one per aggregate (``payments.payment``); the Kafka
+  key is the aggregate id, given to :func:`payment_service.outbox.service.emit`;
+* payloads carry ids and facts, amounts as integer minor units plus a currency — never
+  personal data or secrets (they end up in Kafka and in the AsyncAPI document).
+
+Subclassing :class:`Event` with a ``type`` registers the class; :func:`get` and
+:func:`catalogue` read the registry and ``outbox/asyncapi.py`` documents it.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict
+
+_REGISTRY: dict[tuple[str, int], type[Event]] = {}
+
+
+class UnknownEvent(LookupError):
+    """No catalogue entry for this (type, version)."""
+
+
+class Event(BaseModel):
+    """Base of every published event payload.
+
+    Subclasses set the three class variables; the instance fields are the CloudEvents ``data``.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    type: ClassVar[str]
+    """CloudEvents ``type``, e.g. ``payment.succeeded``."""
+    version: ClassVar[int]
+    """Payload schema version (CloudEvents extension ``dataversion``)."""
+    topic: ClassVar[str]
+    """Logical Kafka topic (``kafka.topic_prefix`` is prepended when publishing)."""
+
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        super().__pydantic_init_subclass__(**kwargs)
+        if "type" not in cls.__dict__:
+            return  # an abstract intermediate class
+        register(cls)
+
+
+def register(cls: type[Event]) -> type[Event]:
+    """Add ``cls`` to the catalogue (done automatically for subclasses that set ``type``)."""
+    for attr in ("type", "version", "topic"):
+        if not hasattr(cls, attr):
+            raise TypeError(f"{cls.__qualname__} must set the class variable '{attr}'")
+    if not isinstance(cls.version, int) or cls.version < 1:
+        raise TypeError(f"{cls.__qualname__}.version must be a positive integer")
+    key = (cls.type, cls.version)
+    existing = _REGISTRY.get(key)
+    if existing is not None and existing is not cls:
+        raise TypeError(f"event {cls.type} v{cls.version} is already defined by {existing.__qualname__}")
+    _REGISTRY[key] = cls
+    return cls
+
+
+def unregister(cls: type[Event]) -> None:
+    """Remove ``cls`` from the catalogue (tests that define throw-away events)."""
+    _REGISTRY.pop((cls.type, cls.version), None)
+
+
+def get(type_: str, version: int | None = None) -> type[Event]:
+    """The class for ``type_`` at ``version`` (latest when omitted). Raises UnknownEvent."""
+    if version is None:
+        versions = [v for (t, v) in _REGISTRY if t == type_]
+        if not versions:
+            raise UnknownEvent(type_)
+        version = max(versions)
+    try:
+        return _REGISTRY[(type_, version)]
+    except KeyError:
+        raise UnknownEvent(f"{type_} v{version}") from None
+
+
+def catalogue() -> list[type[Event]]:
+    """Every registered event class, sorted by topic, type and version (stable for docs)."""
+    return sorted(_REGISTRY.values(), key=lambda c: (c.topic, c.type, c.version))
+
+
+def topics() -> list[str]:
+    """The logical topics this service publishes to."""
+    return sorted({c.topic for c in _REGISTRY.values()})
+
+
+# ── diagnostics ──────────────────────────────────────────────────────────────────────────────
+
+
+class DiagnosticPing(Event):
+    """Diagnostic event with no business meaning: proves the outbox → Kafka path end to end.
+
+    Emitted by operational checks and by the test suite; every consumer must ignore it.
+    """
+
+    type = "system.diagnostic_ping"
+    version = 1
+    topic = "payments.system"
+
+    message: str = ""
+    """Free text for the operator who emitted it."""
+    n: int = 0
+    """A counter the emitter may use to check ordering."""
+
+
+# ── business events ──────────────────────────────────────────────────────────────────────────
+# Add each event next to the issue that produces it, e.g.
+#
+#   class PaymentSucceeded(Event):
+#       """A payment was captured in full."""
+#       type = "payment.succeeded"
+#       version = 1
+#       topic = "payments.payment"
+#       payment_id: uuid.UUID
+#       amount_minor: int
+#       currency: str

@@ -1,0 +1,105 @@
+"""Transactional outbox: record an event in the caller's transaction; the relay publishes it.
+
+Invariants:
+
+* :func:`emit` only INSERTs one row (one round trip, which also queues ``NOTIFY outbox`` so the
+  relay wakes at COMMIT); it never talks to Kafka. If the transaction rolls back, the event
+  never existed.
+* Services never publish directly: everything that leaves the service is an outbox row.
+* Delivery is at least once, in ``seq`` order per key; consumers dedupe on the event id.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+import orjson
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from payment_service.logging import correlation_id_var
+from payment_service.outbox import repository
+from payment_service.outbox.events import Event
+
+SOURCE = "payment-service"
+"""CloudEvents ``source`` of every event this service emits."""
+
+_KEY_MAX = 200
+
+
+def _key(key: str | uuid.UUID | int) -> str:
+    value = str(key)
+    if not value or len(value) > _KEY_MAX:
+        raise ValueError(f"outbox key must be 1-{_KEY_MAX} characters")
+    return value
+
+
+async def emit(
+    session: AsyncSession,
+    event: Event,
+    *,
+    key: str | uuid.UUID | int,
+    correlation_id: str | None = None,
+) -> uuid.UUID:
+    """Record ``event`` for publication to ``event.topic`` with Kafka key ``key``; returns its id.
+
+    ``key`` is the aggregate id (payment id, wallet id …): events with the same key are published
+    in the order they were emitted. ``correlation_id`` defaults to the one of the current request
+    or job (``logging.correlation_id_var``). Runs in the caller's transaction; the caller commits.
+    """
+    event_id = uuid.uuid4()
+    await repository.insert(
+        session,
+        id=event_id,
+        topic=event.topic,
+        key=_key(key),
+        type=event.type,
+        version=event.version,
+        source=SOURCE,
+        payload_json=event.model_dump_json(),
+        headers=None,
+        correlation_id=correlation_id if correlation_id is not None else correlation_id_var.get(),
+    )
+    return event_id
+
+
+async def forward(
+    session: AsyncSession,
+    *,
+    topic: str,
+    key: str | None,
+    value: Any,
+    headers: Mapping[str, str],
+    type: str,
+    source: str,
+    version: int = 0,
+    correlation_id: str | None = None,
+) -> uuid.UUID:
+    """Record an already-formed message (its JSON ``value`` and Kafka ``headers``) for publication.
+
+    For copies of consumed events: dead-letter copies to ``<topic>.dlq`` and admin replays. The
+    relay publishes ``value`` with exactly ``headers`` (the original CloudEvents attributes), so
+    the event keeps its id and consumers' inboxes still recognise it. Same transaction rules as
+    :func:`emit`.
+    """
+    row_id = uuid.uuid4()
+    await repository.insert(
+        session,
+        id=row_id,
+        topic=topic,
+        key=key,
+        type=type,
+        version=version,
+        source=source,
+        payload_json=orjson.dumps(value).decode(),
+        headers=dict(headers),
+        correlation_id=correlation_id,
+    )
+    return row_id
+
+
+async def prune_published(session: AsyncSession, *, older_than: datetime, batch: int = 10_000) -> int:
+    """Delete rows the broker acknowledged before ``older_than``; returns how many were deleted."""
+    return await repository.delete_published(session, older_than=older_than, batch=batch)
