@@ -165,6 +165,15 @@ def build_router(state: TBankState) -> APIRouter:
     async def cancel(request: Request) -> Response:
         def fn(terminal: str, params: dict[str, Any]) -> dict[str, Any]:
             p = payment_of(terminal, params)
+            ext = params.get("ExternalRequestId")
+            if ext and (p.payment_id, str(ext)) in state.cancel_requests:
+                return state.cancel_requests[(p.payment_id, str(ext))]  # a repeat of the same refund/reversal
+            out = do_cancel(p, params)
+            if ext:
+                state.cancel_requests[(p.payment_id, str(ext))] = out
+            return out
+
+        def do_cancel(p: TBPayment, params: dict[str, Any]) -> dict[str, Any]:
             original = state.cancel(p, int_amount(params.get("Amount"), required=False))
             new = p.confirmed - p.refunded if p.status in ("REFUNDED", "PARTIAL_REFUNDED") else p.amount
             if p.status == "CANCELED":

@@ -54,11 +54,13 @@ class TBankState(BaseState):
         super().__init__(config, **kw)
         self.terminals = terminals or {"TestTerminalDEMO": "test_password"}
         self.payments: dict[str, TBPayment] = {}
+        self.cancel_requests: dict[tuple[str, str], dict[str, Any]] = {}
         self._next_id = 3_093_639_000
 
     def reset(self) -> None:
         super().reset()
         self.payments.clear()
+        self.cancel_requests.clear()
 
     def objects(self) -> dict[str, Any]:
         return {"payments": {k: v.as_json() for k, v in self.payments.items()}}

@@ -104,3 +104,17 @@ class TestNotifications:
         deliveries = tbank.state.webhooks.deliveries
         assert all(d.delivered for d in deliveries)
         assert sum(len(d.attempts) for d in deliveries) == len(deliveries) + 2
+
+
+async def test_repeated_refund_with_the_same_external_request_id_refunds_once(tbank: Harness) -> None:
+    from payment_service.providers.ports import PaymentRef
+
+    req = tbank.request(20_000)
+    created = await tbank.adapter.authorize(req)
+    await tbank.pay(created.provider_payment_id)
+    ref = PaymentRef(req.idempotency_key, created.provider_payment_id)
+
+    await tbank.adapter.refund(ref, amount_minor=5_000, currency="RUB", idempotency_key="rf-1")
+    await tbank.adapter.refund(ref, amount_minor=5_000, currency="RUB", idempotency_key="rf-1")
+
+    assert [e.amount_minor for e in tbank.state.ledger if e.kind == "refund"] == [5_000]
