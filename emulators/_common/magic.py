@@ -4,7 +4,7 @@ Outcome vocabulary (provider emulators map each to their own wire codes):
 
 * ``success`` / ``success_3ds``;
 * ``decline:<reason>`` with reason in :data:`DECLINE_REASONS`;
-* create-time faults: ``hang``, ``error_503``, ``error_500``, ``slow``, ``drop_after_charge``;
+* create-time faults: ``hang``, ``error_503``, ``error_500``, ``slow``, ``drop_after_charge``, ``processing_202``;
 * webhook modes: ``webhook_duplicate``, ``webhook_out_of_order``, ``webhook_never``, ``webhook_bad_signature``.
 
 Priority: an outcome queued through ``POST /_emulator/next-outcome`` > the amount's kopecks > the
@@ -25,7 +25,7 @@ DECLINE_REASONS = (
     "expired",
 )
 
-FAULTS = ("hang", "error_503", "error_500", "slow", "drop_after_charge")
+FAULTS = ("hang", "error_503", "error_500", "slow", "drop_after_charge", "processing_202")
 WEBHOOK_MODES = ("webhook_duplicate", "webhook_out_of_order", "webhook_never", "webhook_bad_signature")
 
 # amount_minor % 100 → outcome
@@ -44,6 +44,7 @@ AMOUNT_KOPECKS: dict[int, str] = {
     53: "error_500",
     54: "slow",
     55: "drop_after_charge",
+    56: "processing_202",  # YooKassa only: HTTP 202 + retry_after once, the repeat with the same key is processed
     61: "webhook_duplicate",
     62: "webhook_out_of_order",
     63: "webhook_never",

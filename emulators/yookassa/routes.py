@@ -78,7 +78,7 @@ def build_router(state: YooKassaState) -> APIRouter:
                     raise YKError(400, "invalid_request", "Idempotence key duplicated", "Idempotence-Key")
                 return JSONResponse(stored.body, status_code=stored.status)
             response = await handler(shop_id, body)
-            if response.status_code < 500:
+            if response.status_code < 500 and response.status_code != 202:
                 state.idem_put(shop_id, key, fingerprint, response.status_code, json.loads(bytes(response.body)))
             return response
         except YKError as exc:
@@ -95,6 +95,16 @@ def build_router(state: YooKassaState) -> APIRouter:
             if fault == "error_500":
                 return error_response(
                     YKError(500, "internal_server_error", "Internal server error, repeat the request with the same key")
+                )
+            once = (shop_id, request.headers.get("idempotence-key", ""))
+            if planned == "processing_202" and once in state.answered_202:
+                planned = None
+            if planned == "processing_202":
+                state.answered_202.add(once)
+                # "accepted, still processing": the client repeats with the same key after retry_after ms
+                return JSONResponse(
+                    {"type": "processing", "description": "Request accepted, repeat it later", "retry_after": 50},
+                    status_code=202,
                 )
             rec = state.create(shop_id, body, planned)
             if planned == "drop_after_charge":

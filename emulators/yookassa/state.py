@@ -64,11 +64,13 @@ class YooKassaState(BaseState):
         self.shops = shops or {"100500": "test_secret_key"}
         self.payments: dict[str, PaymentRec] = {}
         self.refunds: dict[str, dict[str, Any]] = {}
+        self.answered_202: set[tuple[str, str]] = set()
 
     def reset(self) -> None:
         super().reset()
         self.payments.clear()
         self.refunds.clear()
+        self.answered_202.clear()
 
     def objects(self) -> dict[str, Any]:
         return {"payments": {k: v.obj for k, v in self.payments.items()}, "refunds": self.refunds}

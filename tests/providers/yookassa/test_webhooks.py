@@ -109,3 +109,14 @@ class TestDeliveryModes:
         delivery = yookassa.state.webhooks.deliveries[0]
         assert delivery.delivered
         assert [a.get("status") for a in delivery.attempts] == [500, 502, 200]
+
+
+async def test_202_processing_is_repeated_with_the_same_key(yookassa: Harness) -> None:
+    req = yookassa.request(10_056)
+
+    created = await yookassa.adapter.authorize(req)
+
+    posts = [r for r in yookassa.state.requests if r["path"] == "/v3/payments"]
+    assert created.status is ProviderStatus.requires_action
+    assert len(posts) == 2
+    assert posts[0]["headers"]["idempotence-key"] == posts[1]["headers"]["idempotence-key"] == req.idempotency_key

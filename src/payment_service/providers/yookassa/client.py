@@ -6,6 +6,7 @@ POSTs carrying the same Idempotence-Key are replayed by YooKassa for 24 h, so th
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -29,7 +30,17 @@ class YooKassaApiError(Exception):
         self.operation = operation
 
 
+def _retry_after_ms(response: httpx.Response) -> int:
+    try:
+        value = response.json().get("retry_after", 1000)
+        return int(value) if isinstance(value, int | float | str) else 1000
+    except (ValueError, AttributeError):
+        return 1000
+
+
 class YooKassaClient:
+    MAX_202_WAIT_MS = 5_000
+
     def __init__(
         self,
         settings: YooKassaSettings,
@@ -56,9 +67,14 @@ class YooKassaClient:
     ) -> dict[str, Any]:
         headers = {"Idempotence-Key": key} if key else {}
         content = json.dumps(body, ensure_ascii=False).encode() if body is not None else None
-        response = await self.http.request(
-            operation, method, path, mutating=method == "POST", idempotent=True, headers=headers, content=content
-        )
+        for _ in range(max(1, self.http.settings.max_attempts)):
+            response = await self.http.request(
+                operation, method, path, mutating=method == "POST", idempotent=True, headers=headers, content=content
+            )
+            if response.status_code != 202:
+                break
+            # 202: accepted, still processing; repeat with the same key after retry_after ms (as the SDK does)
+            await asyncio.sleep(min(_retry_after_ms(response), self.MAX_202_WAIT_MS) / 1000)
         try:
             data = response.json()
         except ValueError:
