@@ -4,7 +4,6 @@ import pytest
 from prometheus_client import REGISTRY
 
 from payment_service.providers.errors import ProviderUnavailable
-
 from payment_service.providers.ports import PaymentRef
 from tests.providers.harness import Harness
 
