@@ -339,3 +339,14 @@ async def test_mobile_unsupported_operator_is_a_synchronous_decline() -> None:
     assert err.value.result is not None
     assert err.value.result.status is ProviderStatus.failed
     await h.adapter.aclose()
+
+
+@pytest.mark.parametrize("provider", ["yookassa", "tbank"])
+async def test_sbp_cannot_be_two_stage(provider: str) -> None:
+    h = build(provider)
+
+    with pytest.raises(ProviderOperationNotSupported):
+        await h.adapter.authorize(h.request(15_000, method=PaymentMethod.sbp, capture=False))
+
+    assert h.state.requests == []
+    await h.adapter.aclose()

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import structlog
@@ -36,6 +36,14 @@ from payment_service.providers.tbank.adapter import TBankProvider
 from payment_service.providers.yookassa.adapter import YooKassaProvider
 
 log = structlog.get_logger(__name__)
+
+if TYPE_CHECKING:  # mypy proves every adapter satisfies the port
+
+    def _conforms(
+        a: YooKassaProvider, b: TBankProvider, c: SberProvider, d: MobileProvider, e: QiwiProvider
+    ) -> list[PaymentProvider]:
+        return [a, b, c, d, e]
+
 
 FACTORIES: dict[str, Any] = {
     "yookassa": YooKassaProvider,

@@ -249,6 +249,8 @@ class YooKassaProvider:
             raise ProviderOperationNotSupported(
                 f"yookassa: method {request.method}", provider=PROVIDER, operation="create"
             )
+        if request.method is PaymentMethod.sbp and not request.capture:
+            raise ProviderOperationNotSupported("SBP has no two-stage mode", provider=PROVIDER, operation="create")
         wire_method, confirmation_type = _METHOD[request.method]
         confirmation: dict[str, Any] = {"type": confirmation_type}
         if confirmation_type in ("redirect", "qr"):
