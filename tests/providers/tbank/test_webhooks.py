@@ -60,15 +60,15 @@ class TestNotifications:
     async def test_valid_notifications_parse_and_ack_ok(self, tbank: Harness) -> None:
         bodies = await notifications(tbank)
 
-        events = [await tbank.adapter.parse_webhook(b, {}) for b in bodies]
+        events = {e.event_type: e for e in [await tbank.adapter.parse_webhook(b, {}) for b in bodies]}
 
-        assert [e.event_type for e in events] == ["AUTHORIZED", "CONFIRMED"]
-        assert events[-1].payment is not None
-        assert events[-1].payment.status is ProviderStatus.succeeded
-        assert events[-1].ack_body == "OK"
-        assert isinstance(json.loads(bodies[0])["PaymentId"], int)
-        assert events[0].payment is not None
-        assert events[0].payment.card is not None
+        assert sorted(events) == ["AUTHORIZED", "CONFIRMED"]
+        confirmed = events["CONFIRMED"].payment
+        assert confirmed is not None
+        assert confirmed.status is ProviderStatus.succeeded
+        assert confirmed.card is not None
+        assert events["CONFIRMED"].ack_body == "OK"
+        assert all(isinstance(json.loads(b)["PaymentId"], int) for b in bodies)
 
     async def test_forged_token_is_rejected(self, tbank: Harness) -> None:
         bodies = await notifications(tbank, 10_064)
