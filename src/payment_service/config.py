@@ -13,6 +13,8 @@ from functools import lru_cache
 from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from payment_service.providers.settings import ProvidersSettings
+
 
 class Environment(StrEnum):
     """Where the service runs."""
@@ -118,6 +120,7 @@ class Settings(BaseSettings):
     idempotency: IdempotencySettings = IdempotencySettings()
     outbox: OutboxSettings = OutboxSettings()
     consumer: ConsumerSettings = ConsumerSettings()
+    providers: ProvidersSettings = ProvidersSettings()
 
     @property
     def is_production(self) -> bool:
