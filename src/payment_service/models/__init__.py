@@ -3,6 +3,8 @@
 from payment_service.models.base import Base
 from payment_service.models.idempotency_key import IdempotencyKey
 from payment_service.models.inbox import DeadLetter, InboxEvent
+from payment_service.models.ledger import LedgerAccount, LedgerAccountDelta, LedgerEntry, LedgerHold, LedgerTransfer
 from payment_service.models.outbox import OutboxEvent
 
 __all__ = ["Base", "DeadLetter", "IdempotencyKey", "InboxEvent", "OutboxEvent"]
+__all__ += ["LedgerAccount", "LedgerAccountDelta", "LedgerEntry", "LedgerHold", "LedgerTransfer"]

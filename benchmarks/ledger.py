@@ -1,0 +1,414 @@
+"""Ledger throughput against pgbench TPC-B on the same PostgreSQL server, in one run.
+
+    python benchmarks/ledger.py             # pgbench 30 s, then each ledger workload 30 s
+    python benchmarks/ledger.py --smoke     # a few seconds in total: proves the script works
+    python benchmarks/ledger.py --duration 10 --with-session
+
+What it measures (16 clients, as pgbench ``-c 16 -j 2``):
+
+* ``a``  — pgbench TPC-B (scale 10, simple protocol) in a scratch database;
+* ``uniform`` — ledger transfers through ``ledger.service.transfer`` between random user wallets
+  (10,000 accounts, both rows locked in id order and updated in place);
+* ``hot`` — every transfer credits one hot account (``platform:fees``): the wallet is debited
+  under its row lock, the fee account gets an appended delta; the fold job
+  (``ledger.tasks.fold_deltas``) runs every 100 ms meanwhile, as in production;
+* ``session`` (with ``--with-session``) — ``uniform`` through an SQLAlchemy ``AsyncSession`` per
+  transaction (BEGIN, posting, COMMIT: three round trips plus ORM overhead) instead of one
+  posting statement on an asyncpg connection in autocommit (one round trip; the posting function
+  is a single statement, hence atomic and durable on its own).
+
+Each ledger client holds its own connection (like pgbench clients). After each workload the
+invariants are checked in the database: per-currency sum of all balances (rows + unfolded
+deltas) is zero, no wallet is negative, every account's balance equals the sum of its entries,
+and the number of transfers equals the number of acknowledged postings. The script prints
+transfers/s, latency percentiles, the fold lag, and the ratios; it exits non-zero if an
+invariant fails. Scratch databases are dropped at the end unless ``--keep``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import random
+import re
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from urllib.parse import urlparse
+
+import asyncpg
+import uvloop
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "src"))
+
+from payment_service.kit.money import Money  # noqa: E402
+from payment_service.ledger import accounts as ledger_accounts  # noqa: E402
+from payment_service.ledger import service as ledger_service  # noqa: E402
+from payment_service.ledger import tasks as ledger_tasks  # noqa: E402
+from payment_service.ledger.schemas import Posting  # noqa: E402
+
+SEED_AMOUNT = 10**12  # kopecks per wallet: no transfer in a run can exhaust it
+
+
+@dataclass
+class Config:
+    admin_dsn: str
+    duration: float
+    warmup: float
+    clients: int
+    threads: int
+    scale: int
+    accounts: int
+    with_session: bool
+    keep: bool
+    smoke: bool
+
+
+@dataclass
+class Workload:
+    name: str
+    transfers: int = 0
+    seconds: float = 0.0
+    tps: float = 0.0
+    p50_ms: float = 0.0
+    p99_ms: float = 0.0
+    retries: int = 0
+    fold_lag_max_ms: int = 0
+    invariants_ok: bool = True
+    problems: list[str] = field(default_factory=list)
+
+
+def _dsn_for(admin_dsn: str, database: str) -> str:
+    return admin_dsn.rsplit("/", 1)[0] + "/" + database
+
+
+async def _admin(admin_dsn: str, sql: str) -> None:
+    conn = await asyncpg.connect(admin_dsn)
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+# ---- pgbench ----------------------------------------------------------------------------------------
+
+
+def _pg_args(dsn: str) -> list[str]:
+    url = urlparse(dsn)
+    args = ["-h", url.hostname or "127.0.0.1", "-p", str(url.port or 5432)]
+    if url.username:
+        args += ["-U", url.username]
+    return args
+
+
+def _pgbench(cfg: Config, database: str) -> float:
+    base = _pg_args(cfg.admin_dsn)
+    subprocess.run(["pgbench", *base, "-i", "-q", "-s", str(cfg.scale), database], check=True, capture_output=True)
+    subprocess.run(["psql", *base, "-d", database, "-qc", "CHECKPOINT"], check=True, capture_output=True)
+    command = ["pgbench", *base, "-n", "-c", str(cfg.clients), "-j", str(cfg.threads)]
+    out = subprocess.run(
+        [*command, "-T", str(max(1, int(cfg.duration))), database], check=True, capture_output=True, text=True
+    ).stdout
+    match = re.search(r"tps = ([\d.]+) \(without initial connection time\)", out)
+    if match is None:
+        raise RuntimeError(f"cannot parse pgbench output:\n{out}")
+    return float(match.group(1))
+
+
+async def run_pgbench(cfg: Config, database: str) -> float:
+    await _admin(cfg.admin_dsn, f'DROP DATABASE IF EXISTS "{database}"')
+    await _admin(cfg.admin_dsn, f'CREATE DATABASE "{database}"')
+    return await asyncio.to_thread(_pgbench, cfg, database)
+
+
+# ---- ledger -----------------------------------------------------------------------------------------
+
+
+def _migrate(dsn: str) -> None:
+    from alembic import command
+    from alembic.config import Config as AlembicConfig
+
+    alembic_cfg = AlembicConfig(str(ROOT / "alembic.ini"))
+    alembic_cfg.set_main_option("sqlalchemy.url", dsn)
+    command.upgrade(alembic_cfg, "head")
+
+
+async def setup_ledger(cfg: Config, database: str) -> list[ledger_accounts.AccountSpec]:
+    await _admin(cfg.admin_dsn, f'DROP DATABASE IF EXISTS "{database}"')
+    await _admin(cfg.admin_dsn, f'CREATE DATABASE "{database}"')
+    dsn = _dsn_for(cfg.admin_dsn, database)
+    await asyncio.to_thread(_migrate, dsn)
+    wallets = [ledger_accounts.user_wallet(f"bench{i}") for i in range(cfg.accounts)]
+    world = ledger_accounts.external_world()
+    conn = await asyncpg.connect(dsn)
+    try:
+        async with conn.transaction():
+            await ledger_service.ensure_accounts(
+                conn, [*wallets, world, ledger_accounts.platform_fees(), ledger_accounts.developer_balance("bench")]
+            )
+            await ledger_service.transfer(
+                conn,
+                postings=[Posting(world, w, Money(SEED_AMOUNT, "RUB")) for w in wallets],
+                idempotency_key="bench:seed",
+                reference="bench:seed",
+                reason="bench_seed",
+                now=datetime.now(UTC),
+            )
+        await conn.execute("VACUUM ANALYZE")
+    finally:
+        await conn.close()
+    return wallets
+
+
+async def _fold_loop(dsn: str, stop: asyncio.Event, lags: list[int]) -> None:
+    """The fold job, every 100 ms, on its own connection (what the worker runs)."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        while not stop.is_set():
+            with contextlib.suppress(Exception):
+                result = await ledger_tasks.fold_deltas(conn, now=datetime.now(UTC))
+                lags.append(result.oldest_age_ms)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), 0.1)
+    finally:
+        await conn.close()
+
+
+async def run_workload(
+    cfg: Config, database: str, name: str, wallets: list[ledger_accounts.AccountSpec], *, duration: float | None = None
+) -> Workload:
+    dsn = _dsn_for(cfg.admin_dsn, database)
+    fees = ledger_accounts.platform_fees()
+    await _admin(dsn, "CHECKPOINT")
+    result = Workload(name=name)
+    latencies: list[float] = []
+    stop = asyncio.Event()
+    lags: list[int] = []
+    tag = uuid.uuid4().hex[:8]
+    use_session = name == "session"
+    engine = None
+    sessionmaker = None
+    if use_session:
+        from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
+
+        engine = create_async_engine(
+            dsn.replace("postgresql://", "postgresql+asyncpg://", 1), pool_size=cfg.clients, max_overflow=0
+        )
+        sessionmaker = async_sessionmaker(engine, expire_on_commit=False)
+
+    async def client(index: int) -> None:
+        rng = random.Random(index)
+        conn = None if use_session else await asyncpg.connect(dsn)
+        try:
+            n = 0
+            while not stop.is_set():
+                debit = rng.choice(wallets)
+                credit = fees if name == "hot" else rng.choice(wallets)
+                if credit is debit:
+                    continue
+                n += 1
+                posting = Posting(debit, credit, Money(rng.randint(1, 10_000), "RUB"))
+                key = f"bench:{tag}:{index}:{n}"
+                started = time.perf_counter()
+                for _attempt in range(10):
+                    try:
+                        if conn is not None:
+                            await ledger_service.transfer(
+                                conn,
+                                postings=[posting],
+                                idempotency_key=key,
+                                reference=key,
+                                reason="bench",
+                                now=datetime.now(UTC),
+                            )
+                        else:
+                            assert sessionmaker is not None
+
+                            async def work(session: object, posting: Posting = posting, key: str = key) -> None:
+                                await ledger_service.transfer(
+                                    session,  # type: ignore[arg-type]
+                                    postings=[posting],
+                                    idempotency_key=key,
+                                    reference=key,
+                                    reason="bench",
+                                    now=datetime.now(UTC),
+                                )
+
+                            await ledger_service.run_in_transaction(sessionmaker, work)
+                        break
+                    except ledger_service.LedgerBusy:
+                        result.retries += 1
+                latencies.append(time.perf_counter() - started)
+                result.transfers += 1
+        finally:
+            if conn is not None:
+                await conn.close()
+
+    folder = asyncio.create_task(_fold_loop(dsn, stop, lags))
+    tasks = [asyncio.create_task(client(i)) for i in range(cfg.clients)]
+    await asyncio.sleep(0.2)  # connections open
+    counted_from = result.transfers
+    latencies.clear()
+    started = time.perf_counter()
+    await asyncio.sleep(cfg.duration if duration is None else duration)
+    measured = result.transfers - counted_from
+    elapsed = time.perf_counter() - started
+    stop.set()
+    await asyncio.gather(*tasks)
+    await folder
+    if engine is not None:
+        await engine.dispose()
+
+    result.seconds = round(elapsed, 2)
+    result.tps = round(measured / elapsed, 1)
+    if latencies:
+        ordered = sorted(latencies)
+        result.p50_ms = round(1000 * statistics.median(ordered), 2)
+        result.p99_ms = round(1000 * ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))], 2)
+    result.fold_lag_max_ms = max(lags, default=0)
+    result.problems = await check_invariants(dsn, expected_transfers=result.transfers, tag=tag)
+    result.invariants_ok = not result.problems
+    return result
+
+
+async def check_invariants(dsn: str, *, expected_transfers: int, tag: str) -> list[str]:
+    """G1 over the whole ledger, and the count of this workload's transfers."""
+    conn = await asyncpg.connect(dsn)
+    problems: list[str] = []
+    try:
+        rows = await conn.fetch(
+            """
+            SELECT a.currency, sum(a.posted + coalesce(d.p, 0)) AS posted,
+                   sum(a.pending_credits + coalesce(d.pc, 0) - a.pending_debits - coalesce(d.pd, 0)) AS pending
+              FROM ledger_accounts a
+              LEFT JOIN (SELECT account_id, sum(posted) p, sum(pending_debits) pd, sum(pending_credits) pc
+                           FROM ledger_account_deltas GROUP BY account_id) d ON d.account_id = a.id
+             GROUP BY a.currency
+            """
+        )
+        for row in rows:
+            if row["posted"] != 0 or row["pending"] != 0:
+                problems.append(f"{row['currency']}: balances sum to {row['posted']} / pending {row['pending']}")
+        negative = await conn.fetchval(
+            "SELECT count(*) FROM ledger_accounts WHERE NOT allow_negative AND posted - pending_debits < 0"
+        )
+        if negative:
+            problems.append(f"{negative} non-negative accounts are negative")
+        drift = await conn.fetchval(
+            """
+            SELECT count(*) FROM ledger_accounts a
+              LEFT JOIN (SELECT account_id, sum(posted) p FROM ledger_account_deltas GROUP BY account_id) d
+                     ON d.account_id = a.id
+              LEFT JOIN (SELECT account_id, sum(amount) s FROM ledger_entries WHERE phase = 'posted'
+                          GROUP BY account_id) e ON e.account_id = a.id
+             WHERE a.posted + coalesce(d.p, 0) <> coalesce(e.s, 0)
+            """
+        )
+        if drift:
+            problems.append(f"{drift} accounts differ from the sum of their entries")
+        count = await conn.fetchval(
+            "SELECT count(*) FROM ledger_transfers WHERE idempotency_key LIKE $1", f"bench:{tag}:%"
+        )
+        if count != expected_transfers:
+            problems.append(f"{count} transfers stored, {expected_transfers} acknowledged")
+    finally:
+        await conn.close()
+    return problems
+
+
+# ---- main -------------------------------------------------------------------------------------------
+
+
+async def main(cfg: Config) -> int:
+    suffix = f"{os.getpid()}"
+    pgbench_db = f"bench_pgbench_{suffix}"
+    ledger_db = f"bench_ledger_{suffix}"
+    report: dict[str, object] = {"config": asdict(cfg)}
+    try:
+        print(f"pgbench TPC-B: scale {cfg.scale}, -c {cfg.clients} -j {cfg.threads} -T {int(cfg.duration)} ...")
+        tps_a = await run_pgbench(cfg, pgbench_db)
+        await _admin(cfg.admin_dsn, f'DROP DATABASE IF EXISTS "{pgbench_db}"')
+        print(f"  a = {tps_a:,.0f} TPS")
+        print(f"ledger: {cfg.accounts} wallets, {cfg.clients} clients, {cfg.duration:g} s per workload ...")
+        wallets = await setup_ledger(cfg, ledger_db)
+        if cfg.warmup > 0:
+            # Unmeasured: fills the caches and makes the server create its WAL segments (pgbench got
+            # both from its own initialisation); without it the first workload waits on WALWrite.
+            warm = await run_workload(cfg, ledger_db, "uniform", wallets, duration=cfg.warmup)
+            print(f"  (warm-up {cfg.warmup:g} s: {warm.tps:,.0f} transfers/s)")
+        workloads = ["uniform", "hot"] + (["session"] if cfg.with_session else [])
+        results: dict[str, Workload] = {}
+        for name in workloads:
+            results[name] = await run_workload(cfg, ledger_db, name, wallets)
+            w = results[name]
+            print(
+                f"  {name:8s} {w.tps:>9,.0f} transfers/s  p50 {w.p50_ms:.1f} ms  p99 {w.p99_ms:.1f} ms  "
+                f"retries {w.retries}  fold lag max {w.fold_lag_max_ms} ms  "
+                f"invariants {'ok' if w.invariants_ok else 'FAILED: ' + '; '.join(w.problems)}"
+            )
+        uniform, hot = results["uniform"], results["hot"]
+        ratios = {
+            "uniform/a": round(uniform.tps / tps_a, 2),
+            "hot/a": round(hot.tps / tps_a, 2),
+            "hot/uniform": round(hot.tps / uniform.tps, 2) if uniform.tps else 0.0,
+        }
+        if "session" in results:
+            ratios["session/a"] = round(results["session"].tps / tps_a, 2)
+        print("ratios: " + "  ".join(f"{k} = {v:.2f}" for k, v in ratios.items()))
+        print("targets: uniform/a >= 1.00, hot/uniform >= 0.90")
+        report.update(pgbench_tps=tps_a, workloads={k: asdict(v) for k, v in results.items()}, ratios=ratios)
+        ok = all(w.invariants_ok for w in results.values())
+    finally:
+        if not cfg.keep:
+            await _admin(cfg.admin_dsn, f'DROP DATABASE IF EXISTS "{pgbench_db}" WITH (FORCE)')
+            await _admin(cfg.admin_dsn, f'DROP DATABASE IF EXISTS "{ledger_db}" WITH (FORCE)')
+    print("JSON " + json.dumps(report))
+    return 0 if ok else 1
+
+
+def parse_args(argv: list[str] | None = None) -> Config:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument(
+        "--dsn",
+        default=os.environ.get("BENCH_ADMIN_DSN", "postgresql://postgres@127.0.0.1:5432/postgres"),
+        help="admin connection (scratch databases are created next to it)",
+    )
+    parser.add_argument("--duration", type=float, default=30.0, help="seconds per workload (pgbench too)")
+    parser.add_argument("--warmup", type=float, default=10.0, help="unmeasured ledger seconds before measuring")
+    parser.add_argument("--clients", type=int, default=16)
+    parser.add_argument("--threads", type=int, default=2, help="pgbench -j")
+    parser.add_argument("--scale", type=int, default=10, help="pgbench -s")
+    parser.add_argument("--accounts", type=int, default=10_000, help="wallets in the uniform workload")
+    parser.add_argument("--with-session", action="store_true", help="also measure through AsyncSession")
+    parser.add_argument("--keep", action="store_true", help="keep the scratch databases")
+    parser.add_argument("--smoke", action="store_true", help="a few seconds in total, tiny data")
+    args = parser.parse_args(argv)
+    cfg = Config(
+        admin_dsn=args.dsn,
+        duration=args.duration,
+        warmup=args.warmup,
+        clients=args.clients,
+        threads=args.threads,
+        scale=args.scale,
+        accounts=args.accounts,
+        with_session=args.with_session,
+        keep=args.keep,
+        smoke=args.smoke,
+    )
+    if args.smoke:
+        cfg.duration, cfg.warmup, cfg.clients, cfg.scale, cfg.accounts = 1.0, 0.5, 4, 1, 200
+        cfg.with_session = True
+    return cfg
+
+
+if __name__ == "__main__":
+    sys.exit(uvloop.run(main(parse_args())))
