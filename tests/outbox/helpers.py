@@ -32,8 +32,8 @@ def isolated_settings(settings: Settings, **outbox: Any) -> Settings:
     tag = uuid.uuid4().hex[:8]
     s.kafka.topic_prefix = f"t{tag}."
     s.kafka.consumer_group = f"g{tag}"
-    s.kafka.request_timeout_ms = 3000
-    s.outbox.publish_timeout_seconds = 5.0
+    s.kafka.request_timeout_ms = 2000
+    s.outbox.publish_timeout_seconds = 4.0
     s.outbox.poll_interval_seconds = 1.0
     s.consumer.max_attempts = 3
     s.consumer.backoff_initial_seconds = 0.05

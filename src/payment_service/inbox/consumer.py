@@ -20,6 +20,7 @@ Partitions of one poll are processed concurrently; messages of one partition str
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -42,6 +43,8 @@ from payment_service.outbox.relay import sleep_unless
 log = structlog.get_logger(__name__)
 
 RESTART_BACKOFF = (0.5, 5.0)
+COMMIT_TIMEOUT_SECONDS = 10.0
+STOP_COMMIT_GRACE_SECONDS = 1.0
 
 
 def dispatch_by_type(handlers: Mapping[str, Handler], *, ignore_unknown: bool = True) -> Handler:
@@ -125,10 +128,29 @@ class EventConsumer:
                 delay = min(delay * 2, RESTART_BACKOFF[1])
 
     async def _poll(self, consumer: AIOKafkaConsumer, stop: asyncio.Event) -> None:
-        while not stop.is_set():
-            batches = await consumer.getmany(timeout_ms=500)
-            if not batches:
-                continue
+        stopped = asyncio.ensure_future(stop.wait())
+        try:
+            while not stop.is_set():
+                # getmany can block for seconds during a rebalance: don't let it delay a shutdown
+                # (cancelling it loses nothing: uncommitted messages are delivered again)
+                fetch = asyncio.ensure_future(consumer.getmany(timeout_ms=500))
+                await asyncio.wait({fetch, stopped}, return_when=asyncio.FIRST_COMPLETED)
+                if not fetch.done():
+                    fetch.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await fetch
+                    return
+                await self._dispatch(consumer, fetch.result(), stop)
+        finally:
+            stopped.cancel()
+
+    async def _dispatch(
+        self,
+        consumer: AIOKafkaConsumer,
+        batches: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]],
+        stop: asyncio.Event,
+    ) -> None:
+        if batches:
             await asyncio.gather(*(self._partition(consumer, tp, records, stop) for tp, records in batches.items()))
 
     async def _partition(
@@ -146,11 +168,26 @@ class EventConsumer:
             done = record.offset
         if done is None:
             return
+        await self._commit(consumer, tp, done + 1, stop)
+
+    async def _commit(self, consumer: AIOKafkaConsumer, tp: TopicPartition, offset: int, stop: asyncio.Event) -> None:
+        """Commit ``offset``; give up after a timeout (sooner when stopping) — a redelivery is harmless."""
+        commit = asyncio.ensure_future(consumer.commit({tp: offset}))
+        stopped = asyncio.ensure_future(stop.wait())
         try:
-            await consumer.commit({tp: done + 1})
+            await asyncio.wait({commit, stopped}, timeout=COMMIT_TIMEOUT_SECONDS, return_when=asyncio.FIRST_COMPLETED)
+            if not commit.done() and stop.is_set():
+                await asyncio.wait({commit}, timeout=STOP_COMMIT_GRACE_SECONDS)
+            if not commit.done():
+                commit.cancel()
+                raise TimeoutError("offset commit did not finish (rebalance in progress?)")
+            commit.result()
             self.stats.commits += 1
-        except KafkaError as exc:  # e.g. a rebalance: the next owner redelivers; the inbox dedupes
+        except (KafkaError, TimeoutError) as exc:
+            # e.g. a rebalance: the partition's next owner redelivers from the last commit; the inbox dedupes
             log.warning("consumer_commit_failed", topic=tp.topic, partition=tp.partition, error=repr(exc))
+        finally:
+            stopped.cancel()
 
     def _backoff(self, attempt: int) -> float:
         base = min(self._retry.backoff_initial_seconds * float(2 ** (attempt - 1)), self._retry.backoff_max_seconds)

@@ -19,7 +19,7 @@ import binascii
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
-from typing import Any
+from typing import Any, overload
 
 import orjson
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -80,6 +80,39 @@ async def process(session: AsyncSession, event: IncomingEvent, handler: Handler)
     return True
 
 
+@overload
+def _text(value: str, limit: int | None = None) -> str: ...
+@overload
+def _text(value: None, limit: int | None = None) -> None: ...
+def _text(value: str | None, limit: int | None = None) -> str | None:
+    """Postgres text and JSONB cannot hold NUL: replace it (and cut to ``limit``)."""
+    if value is None:
+        return None
+    cleaned = value.replace("\x00", "\ufffd")
+    return cleaned[:limit] if limit is not None else cleaned
+
+
+def _value_for_storage(value: bytes | None) -> tuple[Any, str | None]:
+    """(JSON value, None) when the message value is storable JSON, else (None, raw text).
+
+    Raw text is the UTF-8 value, or ``base64:<…>`` when it is not UTF-8 or contains NUL.
+    """
+    if not value:
+        return None, None
+    if b"\x00" not in value and b"\\u0000" not in value:
+        try:
+            return orjson.loads(value), None
+        except orjson.JSONDecodeError:
+            pass
+    try:
+        text = value.decode("utf-8")
+        if "\x00" not in text:
+            return None, text
+    except UnicodeDecodeError:
+        pass
+    return None, "base64:" + base64.b64encode(value).decode()
+
+
 def describe_error(error: BaseException | str) -> str:
     text = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
     return text[:_ERROR_MAX]
@@ -103,24 +136,20 @@ async def dead_letter(
     ``topic`` is logical. Returns the dead letter's id, or None when this event already has an
     unreplayed dead letter (a redelivery after a crash): nothing is written then.
     """
-    parsed: Any = None
-    raw: str | None = None
-    if value:
-        try:
-            parsed = orjson.loads(value)
-        except orjson.JSONDecodeError:
-            raw = value.decode("utf-8", "replace")
-    message = describe_error(error)
+    parsed, raw = _value_for_storage(value)
+    message = _text(describe_error(error))
+    headers = {_text(k): _text(v) for k, v in headers.items()}
+    key = _text(key, 200)
     dead_letter_id = await repository.insert_dead_letter(
         session,
         topic=topic,
         partition=partition,
         offset=offset,
         key=key,
-        source=event.source if event else None,
-        event_id=event.id if event else None,
-        type=event.type if event else None,
-        headers=dict(headers),
+        source=_text(event.source, 200) if event else None,
+        event_id=_text(event.id, 200) if event else None,
+        type=_text(event.type, 200) if event else None,
+        headers=headers,
         value=parsed,
         raw=raw,
         error=message,

@@ -58,7 +58,7 @@ def consumer(settings: KafkaSettings, topics: Iterable[str], *, group_id: str) -
         auto_offset_reset="earliest",
         isolation_level="read_committed",
         max_poll_records=200,
-        session_timeout_ms=10_000,
+        session_timeout_ms=6_000,
         heartbeat_interval_ms=1_000,
         metadata_max_age_ms=10_000,
     )
