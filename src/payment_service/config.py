@@ -93,6 +93,16 @@ class OutboxSettings(BaseModel):
     publish_timeout_seconds: float = 10.0
 
 
+class WalletSettings(BaseModel):
+    """Player wallets (amounts in minor units of ``currency``; enforced atomically by the ledger)."""
+
+    currency: str = "RUB"
+    max_balance_minor: int = Field(60_000_00, ge=0, description="Largest balance a wallet may hold")
+    daily_top_up_minor: int = Field(30_000_00, ge=0, description="Top-ups allowed per calendar day")
+    day_timezone: str = Field("Europe/Moscow", description="Where the calendar day of the top-up limit starts")
+    order_hold_minutes: int = Field(60, ge=1, description="How long an order payment from a wallet stays held")
+
+
 class ConsumerSettings(BaseModel):
     max_attempts: int = 5
     backoff_initial_seconds: float = 0.2
@@ -120,6 +130,7 @@ class Settings(BaseSettings):
     idempotency: IdempotencySettings = IdempotencySettings()
     outbox: OutboxSettings = OutboxSettings()
     consumer: ConsumerSettings = ConsumerSettings()
+    wallet: WalletSettings = WalletSettings()
     providers: ProvidersSettings = ProvidersSettings()
 
     @property
