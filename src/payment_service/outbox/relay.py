@@ -231,6 +231,7 @@ class OutboxRelay:
         failed: list[PendingEvent] = []
         held_keys: set[str] = set()
         error: BaseException | None = None
+        reset = False
         for index, row in enumerate(rows):
             if row.key is not None and row.key in held_keys:
                 failed.append(row)  # keep the key's order behind its failed event
@@ -248,19 +249,23 @@ class OutboxRelay:
             except KafkaError as exc:  # broker or metadata trouble: the rest would fail too
                 error = error or exc
                 failed.extend(rows[index:])
+                reset = True
                 break
             sent.append((row, future))
 
-        reset = False
         if sent:
             _, pending = await asyncio.wait([f for _, f in sent], timeout=self._outbox.publish_timeout_seconds)
-            reset = bool(pending)  # unresolved sends may still land later: start a fresh producer
+            # Unresolved sends may still land later, and a producer that saw the broker fail is not
+            # trusted: start a fresh one for the next batch (its stop() flushes what is left).
+            reset = reset or bool(pending)
         acked: list[PendingEvent] = []
         for row, future in sent:
             if future.done() and not future.cancelled() and future.exception() is None:
                 acked.append(row)
                 continue
             failed.append(row)
+            if not (future.done() and not future.cancelled() and isinstance(future.exception(), _MESSAGE_ERRORS)):
+                reset = True
             if error is None:
                 error = (
                     future.exception()
