@@ -18,6 +18,7 @@ from payment_service.inbox.consumer import EventConsumer, dispatch_by_type
 from payment_service.inbox.schemas import IncomingEvent
 from payment_service.inbox.service import PermanentError
 from payment_service.models.inbox import DeadLetter, InboxEvent
+from payment_service.models.outbox import OutboxEvent
 from payment_service.outbox import envelope
 from payment_service.outbox.relay import OutboxRelay
 from payment_service.resources import Resources
@@ -145,6 +146,50 @@ class TestConsumer:
         assert copy["ce_type"] == "social.test"
         assert copy["dlq_error"].startswith("RuntimeError")
         assert (copy["dlq_attempts"], copy["dlq_topic"], copy["dlq_dead_letter_id"]) == ("3", TOPIC, str(failed.id))
+
+    async def test_redelivery_of_everything_has_no_second_effect(
+        self, effects: Resources, kafka_settings: Settings
+    ) -> None:
+        ok, failing = str(uuid.uuid4()), str(uuid.uuid4())
+
+        async def handler(session: AsyncSession, event: IncomingEvent) -> None:
+            if event.data["behaviour"] == "fail":
+                raise PermanentError("never works")
+            await record_effect(session, event)
+
+        await produce(
+            kafka_settings,
+            TOPIC,
+            [
+                ("k1", *binary_event(event_id=ok, data={"behaviour": "ok"})),
+                ("k2", *binary_event(event_id=failing, data={"behaviour": "fail"})),
+            ],
+        )
+        first = EventConsumer(kafka_settings, effects.sessionmaker, {TOPIC: handler})
+        async with running(first.run):
+            await wait_until(
+                lambda: first.stats.processed + first.stats.dead_lettered == 2, timeout=30, what="first pass"
+            )
+
+        # As if the committed offsets were lost: a consumer in a new group reads the topic again.
+        again = EventConsumer(
+            kafka_settings,
+            effects.sessionmaker,
+            {TOPIC: handler},
+            group_id=kafka_settings.kafka.consumer_group + "-again",
+        )
+        async with running(again.run):
+            await wait_until(
+                lambda: again.stats.duplicates + again.stats.dead_lettered == 2, timeout=30, what="second pass"
+            )
+
+        assert again.stats.duplicates == 1
+        assert [r.event_id for r in await effect_rows(effects)] == [ok]
+        async with effects.sessionmaker() as session:
+            letters = list((await session.execute(select(DeadLetter))).scalars())
+            outbox = list((await session.execute(select(OutboxEvent))).scalars())
+        assert [d.event_id for d in letters] == [failing]  # no second dead letter …
+        assert len(outbox) == 1  # … and no second DLQ copy
 
     async def test_dispatch_by_type_routes_and_ignores_unknown_types(self, effects: Resources) -> None:
         seen: list[str] = []
