@@ -12,10 +12,15 @@ from fastapi import APIRouter
 from payment_service.health.endpoints import router as health_router
 from payment_service.inbox.endpoints import router as inbox_router
 from payment_service.meta.endpoints import router as meta_router
+from payment_service.payment.endpoints import router as payment_router
+from payment_service.provider_event.endpoints import router as provider_event_router
+from payment_service.wallet.endpoints import router as wallet_router
 
-v1 = APIRouter()
-v1.include_router(meta_router)
-v1.include_router(inbox_router)
-
-root = APIRouter()
-root.include_router(health_router)
+ROUTERS: tuple[APIRouter, ...] = (
+    health_router,
+    meta_router,
+    payment_router,
+    provider_event_router,
+    inbox_router,
+    wallet_router,
+)

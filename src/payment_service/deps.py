@@ -12,6 +12,7 @@ from payment_service.auth import Principal as PrincipalT
 from payment_service.auth import bearer_token, decode_token
 from payment_service.kit.clock import Clock as ClockT
 from payment_service.kit.idempotency import Claim
+from payment_service.providers.registry import ProviderRegistry
 from payment_service.resources import Resources as ResourcesT
 
 
@@ -49,6 +50,13 @@ def get_clock(request: Request) -> ClockT:
     return get_resources(request).clock
 
 
+def get_providers(request: Request) -> ProviderRegistry:
+    registry = get_resources(request).providers
+    if registry is None:
+        raise RuntimeError("provider registry was not started (Resources.start_providers)")
+    return registry
+
+
 def get_idempotency_claim(request: Request) -> Claim | None:
     claim = getattr(request.state, "idempotency_claim", None)
     return claim if isinstance(claim, Claim) else None
@@ -69,4 +77,5 @@ Session = Annotated[AsyncSession, Depends(get_session)]
 Principal = Annotated[PrincipalT, Depends(get_principal)]
 Clock = Annotated[ClockT, Depends(get_clock)]
 Resources = Annotated[ResourcesT, Depends(get_resources)]
+Providers = Annotated[ProviderRegistry, Depends(get_providers)]
 IdempotencyClaim = Annotated[Claim | None, Depends(get_idempotency_claim)]

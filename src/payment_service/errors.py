@@ -94,5 +94,7 @@ def problem_body(
         body["instance"] = instance
     if request_id:
         body["request_id"] = request_id
-    body.update(extra)
+    for key, value in extra.items():
+        # Extras never overwrite the standard members (a "status" extra must not replace the HTTP status).
+        body[key if key not in body else f"{key}_detail"] = value
     return body

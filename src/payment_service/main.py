@@ -9,7 +9,7 @@ import structlog
 from fastapi import FastAPI
 
 from payment_service import __version__
-from payment_service.api import root, v1
+from payment_service.api import ROUTERS
 from payment_service.config import Settings, get_settings
 from payment_service.exception_handlers import install_handlers
 from payment_service.logging import configure_logging
@@ -47,6 +47,7 @@ def create_app(settings: Settings | None = None, resources: Resources | None = N
         res = resources or Resources.build(settings, application_name="payment-service-api")
         if owned:
             res.provider_credentials = await load_provider_credentials(settings, res.http)
+            res.start_providers()
         app.state.resources = res
         app.state.shutting_down = False
         log.info("api_started", env=str(settings.env), version=__version__)
@@ -70,8 +71,8 @@ def create_app(settings: Settings | None = None, resources: Resources | None = N
     if resources is not None:
         app.state.resources = resources
     install_handlers(app)
-    app.include_router(root)
-    app.include_router(v1)
+    for router in ROUTERS:
+        app.include_router(router)
 
     # Added innermost first: UnitOfWork runs inside BodyLimit inside InFlight inside RequestContext.
     app.add_middleware(

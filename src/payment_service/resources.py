@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from payment_service.config import Settings
 from payment_service.db import create_engine, create_sessionmaker
 from payment_service.kit.clock import Clock, SystemClock
+from payment_service.providers.registry import ProviderRegistry
 
 
 @dataclass
@@ -23,6 +24,8 @@ class Resources:
     http: httpx.AsyncClient
     clock: Clock = field(default_factory=SystemClock)
     provider_credentials: dict[str, dict[str, Any]] = field(default_factory=dict)
+    providers: ProviderRegistry | None = None
+    """Built from settings and the Vault credentials by :meth:`start_providers`."""
 
     @classmethod
     def build(cls, settings: Settings, *, application_name: str = "payment-service") -> Resources:
@@ -37,7 +40,13 @@ class Resources:
             http=httpx.AsyncClient(timeout=httpx.Timeout(5.0)),
         )
 
+    def start_providers(self) -> ProviderRegistry:
+        self.providers = ProviderRegistry.build(self.settings.providers, self.provider_credentials)
+        return self.providers
+
     async def close(self) -> None:
+        if self.providers is not None:
+            await self.providers.aclose()
         await self.http.aclose()
         await self.redis.aclose()
         await self.engine.dispose()

@@ -88,3 +88,13 @@ class TestPaymentStatusFor:
         assert payment_status_for(A.succeeded) is P.succeeded
         assert payment_status_for(A.authorized) is P.authorized
         assert payment_status_for(A.requires_action) is P.requires_action
+
+
+class TestIsStale:
+    def test_a_pending_report_after_success_is_stale(self) -> None:
+        from payment_service.payment.states import is_stale
+
+        assert is_stale(A.succeeded, A.pending)
+        assert is_stale(A.authorized, A.requires_action)
+        assert not is_stale(A.authorized, A.succeeded)
+        assert not is_stale(A.succeeded, A.failed)  # a contradiction, not staleness

@@ -23,6 +23,7 @@ code                                   type       normal  may go negative hot
 ``platform:order_clearing``            liability  credit  yes             yes
 ``platform:goodwill``                  expense    debit   yes             yes
 ``provider:{name}:clearing``           asset      debit   yes             yes
+``provider:{name}:fees``               expense    debit   yes             yes
 ``external:world``                     equity     credit  yes             yes
 =====================================  =========  ======  ==============  ===
 """
@@ -136,3 +137,10 @@ def provider_clearing(provider: str, currency: str = "RUB") -> AccountSpec:
 def external_world(currency: str = "RUB") -> AccountSpec:
     """The outside world: the source of money coming in and the sink of money going out."""
     return AccountSpec("external:world", currency, AccountType.equity, NormalBalance.credit, True, True)
+
+
+def provider_fees(provider: str, currency: str = "RUB") -> AccountSpec:
+    """Fees a payment provider kept from captured payments (an expense of the platform)."""
+    return AccountSpec(
+        f"provider:{_part(provider)}:fees", currency, AccountType.expense, NormalBalance.debit, True, True
+    )

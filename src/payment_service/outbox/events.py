@@ -16,6 +16,8 @@ Subclassing :class:`Event` with a ``type`` registers the class; :func:`get` and
 
 from __future__ import annotations
 
+import uuid
+from datetime import datetime
 from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict
@@ -123,3 +125,108 @@ class DiagnosticPing(Event):
 #       payment_id: uuid.UUID
 #       amount_minor: int
 #       currency: str
+
+
+# ── payments (topic payments.payment, key = payment id) ─────────────────────────────────────
+
+
+class _PaymentStatusEvent(Event):
+    """A payment reached a status. Every payment status event carries the same facts."""
+
+    payment_id: uuid.UUID
+    payer_id: str
+    """Platform user id of the payer."""
+    purpose: str
+    """order, wallet_top_up or donation."""
+    order_reference: str | None = None
+    status: str
+    method: str
+    provider: str | None = None
+    amount_minor: int
+    captured_minor: int
+    currency: str
+    decline_code: str | None = None
+    occurred_at: datetime
+
+
+class PaymentPending(_PaymentStatusEvent):
+    """A payment was created; its outcome is awaited."""
+
+    type = "payment.pending"
+    version = 1
+    topic = "payments.payment"
+
+
+class PaymentRequiresAction(_PaymentStatusEvent):
+    """The customer must act (3-DS page, redirect, SBP QR code)."""
+
+    type = "payment.requires_action"
+    version = 1
+    topic = "payments.payment"
+
+
+class PaymentAuthorized(_PaymentStatusEvent):
+    """The provider holds the money; capture or cancel follows (two-stage payments)."""
+
+    type = "payment.authorized"
+    version = 1
+    topic = "payments.payment"
+
+
+class PaymentSucceeded(_PaymentStatusEvent):
+    """The money was captured; the ledger has the transfer. Grant what was bought."""
+
+    type = "payment.succeeded"
+    version = 1
+    topic = "payments.payment"
+
+
+class PaymentFailed(_PaymentStatusEvent):
+    """The payment definitely failed (decline, or every provider failed); no money moved."""
+
+    type = "payment.failed"
+    version = 1
+    topic = "payments.payment"
+
+
+class PaymentCanceled(_PaymentStatusEvent):
+    """The payment was canceled or its authorization voided; no money moved."""
+
+    type = "payment.canceled"
+    version = 1
+    topic = "payments.payment"
+
+
+class PaymentExpired(_PaymentStatusEvent):
+    """The payment was not completed (or not captured) in time; any hold was released."""
+
+    type = "payment.expired"
+    version = 1
+    topic = "payments.payment"
+
+
+class PaymentRefundRequired(Event):
+    """Money arrived for a payment already given up (expired, canceled, failed over): refund it."""
+
+    type = "payment.refund_required"
+    version = 1
+    topic = "payments.payment"
+
+    payment_id: uuid.UUID
+    attempt_id: uuid.UUID
+    provider: str
+    amount_minor: int
+    currency: str
+    reason: str
+    occurred_at: datetime
+
+
+PAYMENT_EVENT_FOR_STATUS: dict[str, type[_PaymentStatusEvent]] = {
+    "pending": PaymentPending,
+    "requires_action": PaymentRequiresAction,
+    "authorized": PaymentAuthorized,
+    "succeeded": PaymentSucceeded,
+    "failed": PaymentFailed,
+    "canceled": PaymentCanceled,
+    "expired": PaymentExpired,
+}

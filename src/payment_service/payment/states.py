@@ -122,6 +122,27 @@ def advance_attempt(current: AttemptStatus, target: AttemptStatus) -> bool:
     return True
 
 
+_ATTEMPT_RANK = {
+    _A.created: 0,
+    _A.pending: 1,
+    _A.requires_action: 1,
+    _A.unknown: 1,
+    _A.authorized: 2,
+    _A.succeeded: 3,
+    _A.failed: 3,
+    _A.canceled: 3,
+}
+
+
+def is_stale(current: AttemptStatus, reported: AttemptStatus) -> bool:
+    """True when ``reported`` is behind ``current`` (an out-of-order or delayed notification).
+
+    Such a report is ignored quietly; a report that contradicts a final status with another final
+    one is not stale but an :class:`IllegalTransition`.
+    """
+    return _ATTEMPT_RANK[reported] < _ATTEMPT_RANK[current]
+
+
 def payment_status_for(attempt: AttemptStatus) -> PaymentStatus | None:
     """The payment status an attempt's status implies; None while the outcome is open.
 

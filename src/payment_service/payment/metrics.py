@@ -1,0 +1,16 @@
+"""Payment metrics: statuses reached, failover decisions, outcomes that need attention."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter
+
+PAYMENT_STATUS = Counter("payments_status_total", "Payments reaching a status", ["status", "method"])
+FAILOVERS = Counter(
+    "payments_failover_total",
+    "Attempts moved to the next provider after a definite failure",
+    ["from_provider", "to_provider", "reason"],
+)
+UNRESOLVED = Counter("payments_provider_anomalies_total", "Provider answers we refused to apply", ["provider", "kind"])
+LATE_SUCCESS = Counter(
+    "payments_late_success_total", "Money received for a payment already expired/canceled/failed", ["provider"]
+)

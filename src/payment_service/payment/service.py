@@ -1,0 +1,983 @@
+"""Payments: create, capture, cancel, and apply what providers report.
+
+Invariants this module keeps:
+
+* **Record, commit, call, apply.** An attempt is committed (``db.checkpoint``) before its provider
+  is called; no transaction is open during the call; the answer is applied in a new transaction.
+* **Unknown is resolved, never guessed.** A call whose answer was lost leaves the attempt
+  ``unknown``; :func:`sync_attempt` asks the provider until it knows.
+* **Failover only after a definite failure** (``providers.registry.should_fail_over``): nothing was
+  created at the failed provider, so the customer cannot be charged twice.
+* **Money moves only through the ledger**, with idempotency keys derived from the payment id, so
+  the same provider answer applied by the synchronous path, a webhook and the status sync posts
+  once: authorize → hold (provider clearing → purpose account), capture → post the hold (or a
+  direct transfer for one-stage payments), void/expiry → void the hold, provider fee → transfer.
+* Every status change goes through ``states.py`` and writes an outbox event in the same
+  transaction.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import structlog
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from payment_service.auth import Principal, PrincipalKind
+from payment_service.db import checkpoint
+from payment_service.errors import Conflict, Forbidden, NotFound, ServiceUnavailable, Unprocessable
+from payment_service.kit import idempotency
+from payment_service.kit.clock import Clock
+from payment_service.kit.money import InvalidAmount, Money, MoneyValue, UnknownCurrency
+from payment_service.ledger import accounts
+from payment_service.ledger import service as ledger_service
+from payment_service.ledger.schemas import Posting
+from payment_service.models.payment import CaptureMode, Payment, PaymentAttempt, PaymentPurpose
+from payment_service.outbox import events
+from payment_service.outbox import service as outbox_service
+from payment_service.payment import repository
+from payment_service.payment.metrics import FAILOVERS, LATE_SUCCESS, PAYMENT_STATUS, UNRESOLVED
+from payment_service.payment.schemas import PaymentCreate
+from payment_service.payment.states import (
+    TERMINAL_ATTEMPT,
+    TERMINAL_PAYMENT,
+    AttemptStatus,
+    IllegalTransition,
+    PaymentStatus,
+    advance_attempt,
+    advance_payment,
+    is_stale,
+)
+from payment_service.providers.errors import (
+    ProviderAmountMismatch,
+    ProviderDeclined,
+    ProviderError,
+    ProviderNotFound,
+    ProviderOperationNotSupported,
+    ProviderTimeout,
+)
+from payment_service.providers.ports import (
+    Capability,
+    ChargeRequest,
+    PaymentMethod,
+    PaymentRef,
+    ProviderResult,
+    ProviderStatus,
+)
+from payment_service.providers.registry import ProviderRegistry, should_fail_over
+
+log = structlog.get_logger(__name__)
+
+PAYMENT_TTL = timedelta(hours=1)
+"""How long a customer has to complete an unpaid payment before the expiry job cancels it."""
+CAPTURE_WINDOW = timedelta(days=7)
+"""How long an authorization is kept before it is voided (card holds last about a week)."""
+SYNC_BACKOFF = (timedelta(seconds=5), timedelta(seconds=15), timedelta(minutes=1), timedelta(minutes=5))
+OPERATION_TIMEOUT = timedelta(minutes=2)
+
+
+class PaymentNotFound(NotFound):
+    code = "payment_not_found"
+    title = "Payment not found"
+
+
+class PayerNotAllowed(Forbidden):
+    code = "payer_not_allowed"
+    title = "Only internal services may pay on behalf of another user"
+
+
+class InvalidPaymentAmount(Unprocessable):
+    code = "invalid_amount"
+    title = "The amount is not valid for its currency"
+
+
+class NoProviderAvailable(ServiceUnavailable):
+    code = "no_provider_available"
+    title = "No payment provider can take this payment now"
+
+
+class OrderReferenceInUse(Conflict):
+    code = "order_reference_in_use"
+    title = "A payment for this order reference exists already"
+
+
+class PaymentNotCapturable(Conflict):
+    code = "payment_not_capturable"
+    title = "Only an authorized payment can be captured"
+
+
+class CaptureExceedsAuthorized(Unprocessable):
+    code = "capture_exceeds_authorized"
+    title = "The capture amount exceeds the authorized amount"
+
+
+class PartialCaptureNotSupported(Unprocessable):
+    code = "partial_capture_not_supported"
+    title = "This provider captures only the whole authorized amount"
+
+
+class PaymentNotCancelable(Conflict):
+    code = "payment_not_cancelable"
+    title = "This payment cannot be canceled in its current state"
+
+
+class PaymentOperationInProgress(Conflict):
+    code = "payment_operation_in_progress"
+    title = "Another capture or cancel of this payment is in progress"
+
+
+class ProviderRejected(Conflict):
+    code = "provider_rejected"
+    title = "The provider refused the operation"
+
+
+# ---- reading ------------------------------------------------------------------------------------
+
+
+def can_see(principal: Principal, payment: Payment) -> bool:
+    """Object-level rule: users see their own payments; services and admins with the scope see all."""
+    if principal.kind is PrincipalKind.user:
+        return payment.payer_id == principal.subject
+    return True
+
+
+async def get(session: AsyncSession, *, principal: Principal, payment_id: uuid.UUID) -> Payment:
+    """The payment if the principal may see it. Raises PaymentNotFound (also for others' payments)."""
+    payment = await repository.get(session, payment_id)
+    if payment is None or not can_see(principal, payment):
+        raise PaymentNotFound()
+    return payment
+
+
+async def list_payments(
+    session: AsyncSession,
+    *,
+    principal: Principal,
+    payer_id: str | None,
+    status: PaymentStatus | None,
+    cursor: str | None,
+    limit: int,
+) -> tuple[Sequence[Payment], str | None]:
+    """A page of payments, newest first. Users always get only their own."""
+    if principal.kind is PrincipalKind.user:
+        payer_id = principal.subject
+    try:
+        after = repository.decode_cursor(cursor) if cursor else None
+    except ValueError:
+        raise Unprocessable("cursor is not valid", field="cursor") from None
+    rows = await repository.page(session, payer_id=payer_id, status=status, after=after, limit=limit + 1)
+    items = rows[:limit]
+    next_cursor = repository.encode_cursor(items[-1].created_at, items[-1].id) if len(rows) > limit else None
+    return items, next_cursor
+
+
+# ---- creating -----------------------------------------------------------------------------------
+
+
+def _payer(principal: Principal, requested: str | None) -> str:
+    if principal.kind is PrincipalKind.user:
+        if requested is not None and requested != principal.subject:
+            raise PayerNotAllowed()
+        return principal.subject
+    if requested is None:
+        raise Unprocessable("payer_id is required when a service creates a payment", field="payer_id")
+    return requested
+
+
+def parse_amount(value: MoneyValue) -> Money:
+    """A positive Money from the API's decimal string. Raises InvalidPaymentAmount."""
+    try:
+        money = value.to_money()
+    except (UnknownCurrency, InvalidAmount) as exc:
+        raise InvalidPaymentAmount(str(exc)) from None
+    if not money.is_positive:
+        raise InvalidPaymentAmount("amount must be positive")
+    return money
+
+
+async def create(
+    session: AsyncSession,
+    *,
+    principal: Principal,
+    data: PaymentCreate,
+    purpose: PaymentPurpose = PaymentPurpose.order,
+    claim: idempotency.Claim | None,
+    providers: ProviderRegistry,
+    clock: Clock,
+    notification_url: str | None = None,
+) -> Payment:
+    """Create a payment and make its first attempt (failing over on definite failures).
+
+    Returns the payment in whatever state the provider left it: ``succeeded``/``authorized``,
+    ``requires_action`` (with the customer action), ``pending`` (outcome awaited or unknown: the
+    status sync resolves it), or ``failed`` (declined, or every provider failed definitely).
+    A retry under the same Idempotency-Key after a crash resumes the same payment.
+    Raises PayerNotAllowed, InvalidPaymentAmount, OrderReferenceInUse, NoProviderAvailable.
+    """
+    if claim is not None and claim.resumed:
+        existing = await repository.by_request_key(session, claim.id)
+        if existing is not None:
+            return await _resume(session, payment=existing, providers=providers, clock=clock)
+
+    payer_id = _payer(principal, data.payer_id)
+    money = parse_amount(data.amount)
+    if data.order_reference is not None:
+        taken = await repository.by_order_reference(
+            session, created_by=principal.key, order_reference=data.order_reference
+        )
+        if taken is not None:
+            raise OrderReferenceInUse(payment_id=str(taken.id))
+
+    candidates = providers.route(method=data.method, currency=money.currency, amount_minor=money.amount_minor)
+    if data.provider and data.provider in candidates:
+        candidates.remove(data.provider)
+        candidates.insert(0, data.provider)
+    if not candidates:
+        raise NoProviderAvailable(
+            f"no provider takes {data.method} in {money.currency} for this amount now", retry_after=30
+        )
+
+    now = clock.now()
+    payment = Payment(
+        id=uuid.uuid4(),
+        payer_id=payer_id,
+        created_by=principal.key,
+        purpose=purpose,
+        amount_minor=money.amount_minor,
+        currency=money.currency,
+        captured_minor=0,
+        refunded_minor=0,
+        method=data.method,
+        capture_mode=CaptureMode.automatic if data.capture else CaptureMode.manual,
+        status=PaymentStatus.pending,
+        description=data.description,
+        return_url=str(data.return_url),
+        order_reference=data.order_reference,
+        metadata_={**data.metadata, **({"payer_phone": data.payer_phone} if data.payer_phone else {})},
+        preferred_provider=data.provider,
+        provider=candidates[0],
+        request_key=claim.id if claim else None,
+        expires_at=now + PAYMENT_TTL,
+        created_at=now,
+        updated_at=now,
+    )
+    attempt = _new_attempt(payment, number=1, provider=candidates[0], now=now)
+    try:
+        await repository.add(session, payment, attempt)
+    except IntegrityError:
+        raise OrderReferenceInUse() from None
+    await _emit(session, payment, now=now)
+    if claim is not None:
+        await idempotency.set_recovery_point(session, claim, "attempt_created")
+    await checkpoint(session)
+    return await _drive(
+        session,
+        payment_id=payment.id,
+        attempt_id=attempt.id,
+        remaining=candidates[1:],
+        providers=providers,
+        clock=clock,
+        notification_url=notification_url,
+    )
+
+
+def _new_attempt(payment: Payment, *, number: int, provider: str, now: datetime) -> PaymentAttempt:
+    return PaymentAttempt(
+        id=uuid.uuid4(),
+        payment_id=payment.id,
+        number=number,
+        provider=provider,
+        status=AttemptStatus.created,
+        amount_minor=payment.amount_minor,
+        currency=payment.currency,
+        next_sync_at=now + SYNC_BACKOFF[0],
+        created_at=now,
+        updated_at=now,
+    )
+
+
+def _charge_request(payment: Payment, attempt: PaymentAttempt, notification_url: str | None) -> ChargeRequest:
+    metadata = {k: v for k, v in payment.metadata_.items() if k != "payer_phone"}
+    metadata["payment_id"] = str(payment.id)
+    return ChargeRequest(
+        amount_minor=payment.amount_minor,
+        currency=payment.currency,
+        method=PaymentMethod(payment.method),
+        description=payment.description,
+        return_url=payment.return_url,
+        idempotency_key=str(attempt.id),
+        capture=payment.capture_mode is CaptureMode.automatic,
+        metadata=metadata,
+        payer_phone=payment.metadata_.get("payer_phone"),
+        notification_url=notification_url,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _Outcome:
+    """What one provider call told us."""
+
+    result: ProviderResult | None = None
+    declined: ProviderDeclined | None = None
+    unknown: Exception | None = None
+    definite: ProviderError | None = None
+    """Nothing happened at the provider (safe to fail over when ``should_fail_over``)."""
+
+
+async def _call_authorize(providers: ProviderRegistry, provider_name: str, request: ChargeRequest) -> _Outcome:
+    try:
+        provider = providers.resolve(provider_name)
+        return _Outcome(result=await provider.authorize(request))
+    except ProviderDeclined as exc:
+        return _Outcome(declined=exc)
+    except (ProviderTimeout, ProviderAmountMismatch) as exc:
+        return _Outcome(unknown=exc)
+    except ProviderError as exc:
+        return _Outcome(definite=exc)
+    except Exception as exc:  # an adapter bug: we cannot know whether money moved
+        log.exception("provider_call_crashed", provider=provider_name, attempt_id=request.idempotency_key)
+        return _Outcome(unknown=exc)
+
+
+async def _drive(
+    session: AsyncSession,
+    *,
+    payment_id: uuid.UUID,
+    attempt_id: uuid.UUID,
+    remaining: list[str],
+    providers: ProviderRegistry,
+    clock: Clock,
+    notification_url: str | None,
+) -> Payment:
+    """Call the attempt's provider and apply the outcome; on a definite failure, try the next one."""
+    while True:
+        payment, attempt = await _load(session, payment_id, attempt_id)
+        request = _charge_request(payment, attempt, notification_url)
+        provider_name = attempt.provider
+        await session.commit()  # nothing is open while we wait for the provider
+        outcome = await _call_authorize(providers, provider_name, request)
+        payment, attempt = await _load(session, payment_id, attempt_id, lock=True)
+        now = clock.now()
+        if outcome.result is not None:
+            await apply_provider_result(session, payment=payment, attempt=attempt, result=outcome.result, now=now)
+            return payment
+        if outcome.declined is not None:
+            await _fail_attempt(session, attempt, outcome.declined, now=now, decline_code=outcome.declined.decline_code)
+            await _finish_failed(
+                session, payment, now=now, decline_code=outcome.declined.decline_code, message=outcome.declined.message
+            )
+            return payment
+        if outcome.unknown is not None:
+            await _mark_unknown(session, attempt, outcome.unknown, now=now)
+            return payment
+        error = outcome.definite
+        assert error is not None
+        await _fail_attempt(session, attempt, error, now=now, failover=should_fail_over(error) and bool(remaining))
+        if not should_fail_over(error) or not remaining:
+            code = "providers_unavailable" if should_fail_over(error) else "provider_rejected"
+            await _finish_failed(session, payment, now=now, decline_code=code, message=error.message)
+            return payment
+        next_provider = remaining.pop(0)
+        FAILOVERS.labels(attempt.provider, next_provider, type(error).__name__).inc()
+        log.warning(
+            "payment_failover",
+            payment_id=str(payment.id),
+            from_provider=attempt.provider,
+            to_provider=next_provider,
+            reason=type(error).__name__,
+        )
+        nxt = _new_attempt(payment, number=attempt.number + 1, provider=next_provider, now=now)
+        payment.provider = next_provider
+        payment.updated_at = now
+        await repository.add(session, nxt)
+        await checkpoint(session)
+        attempt_id = nxt.id
+
+
+async def _resume(session: AsyncSession, *, payment: Payment, providers: ProviderRegistry, clock: Clock) -> Payment:
+    """Continue a payment whose creating request died after its checkpoint (same Idempotency-Key)."""
+    latest = payment.attempts[-1]
+    if latest.status is AttemptStatus.created:
+        # The provider call may or may not have been made; authorize is idempotent on the attempt id.
+        return await _drive(
+            session, payment_id=payment.id, attempt_id=latest.id, remaining=[], providers=providers, clock=clock,
+            notification_url=None,
+        )  # fmt: skip
+    return payment
+
+
+async def _load(
+    session: AsyncSession, payment_id: uuid.UUID, attempt_id: uuid.UUID, *, lock: bool = False
+) -> tuple[Payment, PaymentAttempt]:
+    payment = await repository.get(session, payment_id, lock=lock)
+    if payment is None:
+        raise PaymentNotFound()
+    attempt = next((a for a in payment.attempts if a.id == attempt_id), None)
+    if attempt is None:
+        raise PaymentNotFound(f"attempt {attempt_id} not found")
+    return payment, attempt
+
+
+async def find_attempt(session: AsyncSession, *, attempt_id: uuid.UUID) -> PaymentAttempt | None:
+    return await repository.attempt(session, attempt_id)
+
+
+async def find_attempt_by_provider_id(
+    session: AsyncSession, *, provider: str, provider_payment_id: str
+) -> PaymentAttempt | None:
+    return await repository.attempt_by_provider_id(session, provider, provider_payment_id)
+
+
+async def apply_webhook(session: AsyncSession, *, attempt_id: uuid.UUID, result: ProviderResult, now: datetime) -> bool:
+    """Apply a verified provider notification to its attempt (locks the payment). Idempotent."""
+    attempt = await repository.attempt(session, attempt_id)
+    if attempt is None:
+        raise PaymentNotFound(f"attempt {attempt_id} not found")
+    payment, attempt = await _load(session, attempt.payment_id, attempt_id, lock=True)
+    return await apply_provider_result(session, payment=payment, attempt=attempt, result=result, now=now)
+
+
+# ---- applying what providers say ----------------------------------------------------------------
+
+_ATTEMPT_FOR = {
+    ProviderStatus.pending: AttemptStatus.pending,
+    ProviderStatus.requires_action: AttemptStatus.requires_action,
+    ProviderStatus.authorized: AttemptStatus.authorized,
+    ProviderStatus.succeeded: AttemptStatus.succeeded,
+    ProviderStatus.failed: AttemptStatus.failed,
+    ProviderStatus.canceled: AttemptStatus.canceled,
+}
+
+
+def _purpose_account(payment: Payment) -> accounts.AccountSpec:
+    if PaymentPurpose(payment.purpose) is PaymentPurpose.wallet_top_up:
+        return accounts.user_wallet(payment.payer_id, payment.currency)
+    return accounts.order_clearing(payment.currency)
+
+
+def _reference(payment: Payment) -> str:
+    return f"payment:{payment.id}"
+
+
+async def apply_provider_result(
+    session: AsyncSession, *, payment: Payment, attempt: PaymentAttempt, result: ProviderResult, now: datetime
+) -> bool:
+    """Apply the provider's view of an attempt: statuses, ledger effects, events. Idempotent.
+
+    ``payment`` must be locked (``repository.get(..., lock=True)``). Returns True when anything
+    changed. Used by the synchronous path, webhooks and the status sync alike, so the first to
+    arrive applies and the others find nothing to do. A report that contradicts a final status
+    (a provider flipping succeeded → failed) is logged and counted, never applied.
+    """
+    moves_money = result.status in (ProviderStatus.succeeded, ProviderStatus.authorized)
+    partial_capture = (
+        result.status is ProviderStatus.succeeded
+        and payment.capture_mode == CaptureMode.manual
+        and 0 < result.amount_minor <= attempt.amount_minor
+    )
+    # Providers report what is left after a void or a refund (T-Bank REVERSED has Amount 0), so
+    # only statuses that move money must echo the amount we asked for.
+    if moves_money and (
+        result.currency != attempt.currency or (result.amount_minor != attempt.amount_minor and not partial_capture)
+    ):
+        UNRESOLVED.labels(attempt.provider, "amount_mismatch").inc()
+        log.error(
+            "provider_amount_mismatch",
+            payment_id=str(payment.id),
+            attempt_id=str(attempt.id),
+            expected=attempt.amount_minor,
+            reported=result.amount_minor,
+        )
+        mismatch = ProviderAmountMismatch(
+            "amount or currency differs",
+            expected=(attempt.amount_minor, attempt.currency),
+            actual=(result.amount_minor, result.currency),
+            provider=attempt.provider,
+        )
+        await _mark_unknown(session, attempt, mismatch, now=now)
+        return False
+
+    target = _ATTEMPT_FOR[result.status]
+    if is_stale(AttemptStatus(attempt.status), target):
+        log.info("stale_provider_report", attempt_id=str(attempt.id), status=attempt.status, reported=target)
+        return False
+    try:
+        attempt_changed = advance_attempt(attempt.status, target)
+    except IllegalTransition as exc:
+        UNRESOLVED.labels(attempt.provider, "contradiction").inc()
+        log.error("provider_contradiction", payment_id=str(payment.id), attempt_id=str(attempt.id), error=str(exc))
+        return False
+    if attempt.provider_payment_id is None:
+        attempt.provider_payment_id = result.provider_payment_id
+    attempt.provider_status = result.provider_status
+    attempt.status = target
+    attempt.updated_at = now
+    attempt.last_synced_at = now
+    if target in TERMINAL_ATTEMPT or target is AttemptStatus.authorized:
+        attempt.next_sync_at = None
+    if result.decline_code is not None:
+        attempt.decline_code = str(result.decline_code)
+    if result.card is not None and payment.card_last4 is None:
+        payment.card_last4 = result.card.last4
+        payment.card_scheme = str(result.card.scheme)
+        payment.card_first6 = result.card.first6
+    if result.action is not None:
+        payment.action = {
+            "type": str(result.action.type),
+            "url": result.action.url,
+            "qr_payload": result.action.qr_payload,
+        }
+
+    latest = payment.attempts[-1].id == attempt.id if payment.attempts else True
+    changed = attempt_changed
+    if target is AttemptStatus.succeeded:
+        changed |= await _on_succeeded(session, payment, attempt, result, now=now)
+    elif target is AttemptStatus.authorized:
+        changed |= await _on_authorized(session, payment, attempt, now=now)
+    elif target is AttemptStatus.requires_action and latest:
+        changed |= await _set_status(session, payment, PaymentStatus.requires_action, now=now)
+    elif target is AttemptStatus.pending and latest and payment.status is PaymentStatus.requires_action:
+        changed |= await _set_status(session, payment, PaymentStatus.pending, now=now)
+    elif target is AttemptStatus.failed and latest and payment.status not in TERMINAL_PAYMENT:
+        await _finish_failed(session, payment, now=now, decline_code=attempt.decline_code or "declined", message=None)
+        changed = True
+    elif target is AttemptStatus.canceled:
+        changed |= await _on_canceled(session, payment, now=now)
+    if result.fee_minor is not None and payment.fee_minor is None and payment.captured_minor > 0:
+        await _record_fee(session, payment, attempt, result.fee_minor, now=now)
+        changed = True
+    if changed:
+        payment.updated_at = now
+    return changed
+
+
+async def _on_authorized(session: AsyncSession, payment: Payment, attempt: PaymentAttempt, *, now: datetime) -> bool:
+    if payment.status in TERMINAL_PAYMENT or payment.status is PaymentStatus.authorized:
+        if payment.status in TERMINAL_PAYMENT:
+            log.error("late_authorization", payment_id=str(payment.id), status=payment.status)
+        return False
+    amount = Money(payment.amount_minor, payment.currency)
+    hold = await ledger_service.hold(
+        session,
+        postings=[
+            Posting(accounts.provider_clearing(attempt.provider, payment.currency), _purpose_account(payment), amount)
+        ],
+        idempotency_key=f"{_reference(payment)}:authorize",
+        reference=_reference(payment),
+        reason="payment_authorized",
+        now=now,
+    )
+    payment.ledger_hold_id = hold.id
+    payment.provider = attempt.provider
+    payment.provider_payment_id = attempt.provider_payment_id
+    payment.capture_before = now + CAPTURE_WINDOW
+    return await _set_status(session, payment, PaymentStatus.authorized, now=now)
+
+
+async def _on_succeeded(
+    session: AsyncSession, payment: Payment, attempt: PaymentAttempt, result: ProviderResult, *, now: datetime
+) -> bool:
+    captured = result.captured_minor or result.amount_minor
+    clearing = accounts.provider_clearing(attempt.provider, payment.currency)
+    if payment.status in TERMINAL_PAYMENT:
+        if payment.status is PaymentStatus.succeeded:
+            return False
+        # Money arrived for a payment we had given up on (expired, canceled, failed over): keep it
+        # on the books and ask for a refund; never pretend it did not happen.
+        LATE_SUCCESS.labels(attempt.provider).inc()
+        log.error("late_payment_success", payment_id=str(payment.id), attempt_id=str(attempt.id), status=payment.status)
+        await ledger_service.transfer(
+            session,
+            postings=[Posting(clearing, accounts.order_clearing(payment.currency), Money(captured, payment.currency))],
+            idempotency_key=f"{_reference(payment)}:late:{attempt.id}",
+            reference=_reference(payment),
+            reason="late_payment_refund_due",
+            now=now,
+        )
+        await outbox_service.emit(
+            session,
+            events.PaymentRefundRequired(
+                payment_id=payment.id,
+                attempt_id=attempt.id,
+                provider=attempt.provider,
+                amount_minor=captured,
+                currency=payment.currency,
+                reason=f"paid after the payment was {payment.status}",
+                occurred_at=now,
+            ),
+            key=payment.id,
+        )
+        return True
+    if payment.ledger_hold_id is not None:
+        postings = None
+        if captured < payment.amount_minor:
+            postings = [Posting(clearing, _purpose_account(payment), Money(captured, payment.currency))]
+        await ledger_service.post_hold(
+            session,
+            hold_id=payment.ledger_hold_id,
+            idempotency_key=f"{_reference(payment)}:capture",
+            now=now,
+            postings=postings,
+            reason="payment_captured",
+        )
+    else:
+        await ledger_service.transfer(
+            session,
+            postings=[Posting(clearing, _purpose_account(payment), Money(captured, payment.currency))],
+            idempotency_key=f"{_reference(payment)}:charge",
+            reference=_reference(payment),
+            reason="payment_succeeded",
+            now=now,
+        )
+    payment.captured_minor = captured
+    payment.provider = attempt.provider
+    payment.provider_payment_id = attempt.provider_payment_id
+    payment.succeeded_at = now
+    payment.action = None
+    payment.pending_operation = None
+    return await _set_status(session, payment, PaymentStatus.succeeded, now=now)
+
+
+async def _on_canceled(session: AsyncSession, payment: Payment, *, now: datetime) -> bool:
+    if payment.status in TERMINAL_PAYMENT:
+        return False
+    if payment.ledger_hold_id is not None:
+        await ledger_service.void_hold(
+            session,
+            hold_id=payment.ledger_hold_id,
+            idempotency_key=f"{_reference(payment)}:void",
+            now=now,
+            reason="payment_canceled",
+        )
+    payment.pending_operation = None
+    expired = payment.capture_before is not None and payment.capture_before <= now
+    target = PaymentStatus.expired if expired or payment.expires_at <= now else PaymentStatus.canceled
+    return await _set_status(session, payment, target, now=now)
+
+
+async def _record_fee(
+    session: AsyncSession, payment: Payment, attempt: PaymentAttempt, fee_minor: int, *, now: datetime
+) -> None:
+    payment.fee_minor = fee_minor
+    if fee_minor <= 0:
+        return
+    await ledger_service.transfer(
+        session,
+        postings=[
+            Posting(
+                accounts.provider_fees(attempt.provider, payment.currency),
+                accounts.provider_clearing(attempt.provider, payment.currency),
+                Money(fee_minor, payment.currency),
+            )
+        ],
+        idempotency_key=f"{_reference(payment)}:fee",
+        reference=_reference(payment),
+        reason="provider_fee",
+        now=now,
+    )
+
+
+async def _set_status(session: AsyncSession, payment: Payment, target: PaymentStatus, *, now: datetime) -> bool:
+    if not advance_payment(payment.status, target):
+        return False
+    payment.status = target
+    payment.updated_at = now
+    if target in TERMINAL_PAYMENT:
+        payment.finished_at = now
+        payment.action = None if target is not PaymentStatus.succeeded else payment.action
+    await _emit(session, payment, now=now)
+    return True
+
+
+async def _emit(session: AsyncSession, payment: Payment, *, now: datetime) -> None:
+    PAYMENT_STATUS.labels(str(payment.status), payment.method).inc()
+    event_cls = events.PAYMENT_EVENT_FOR_STATUS[str(payment.status)]
+    await outbox_service.emit(
+        session,
+        event_cls(
+            payment_id=payment.id,
+            payer_id=payment.payer_id,
+            purpose=str(payment.purpose),
+            order_reference=payment.order_reference,
+            status=str(payment.status),
+            method=payment.method,
+            provider=payment.provider,
+            amount_minor=payment.amount_minor,
+            captured_minor=payment.captured_minor,
+            currency=payment.currency,
+            decline_code=payment.decline_code,
+            occurred_at=now,
+        ),
+        key=payment.id,
+    )
+
+
+async def _fail_attempt(
+    session: AsyncSession,
+    attempt: PaymentAttempt,
+    error: ProviderError,
+    *,
+    now: datetime,
+    decline_code: Any = None,
+    failover: bool = False,
+) -> None:
+    if advance_attempt(attempt.status, AttemptStatus.failed):
+        attempt.status = AttemptStatus.failed
+    attempt.error_code = error.provider_code or type(error).__name__
+    attempt.error_message = error.message[:500]
+    attempt.decline_code = str(decline_code) if decline_code is not None else attempt.decline_code
+    attempt.failover = failover
+    attempt.next_sync_at = None
+    attempt.updated_at = now
+
+
+async def _finish_failed(
+    session: AsyncSession, payment: Payment, *, now: datetime, decline_code: Any, message: str | None
+) -> None:
+    if payment.status in TERMINAL_PAYMENT:
+        return
+    if payment.ledger_hold_id is not None:
+        await ledger_service.void_hold(
+            session, hold_id=payment.ledger_hold_id, idempotency_key=f"{_reference(payment)}:void", now=now
+        )
+    payment.decline_code = str(decline_code)
+    payment.failure_message = message[:500] if message else None
+    await _set_status(session, payment, PaymentStatus.failed, now=now)
+
+
+async def _mark_unknown(session: AsyncSession, attempt: PaymentAttempt, error: Exception, *, now: datetime) -> None:
+    if attempt.status is not AttemptStatus.unknown and advance_attempt(attempt.status, AttemptStatus.unknown):
+        attempt.status = AttemptStatus.unknown
+    attempt.error_code = getattr(error, "provider_code", None) or type(error).__name__
+    attempt.error_message = str(error)[:500]
+    attempt.next_sync_at = now + SYNC_BACKOFF[0]
+    attempt.updated_at = now
+    log.warning(
+        "attempt_outcome_unknown", attempt_id=str(attempt.id), provider=attempt.provider, error=attempt.error_code
+    )
+
+
+# ---- capture and cancel -------------------------------------------------------------------------
+
+
+async def _begin_operation(session: AsyncSession, payment: Payment, operation: str, *, now: datetime) -> None:
+    if (
+        payment.pending_operation is not None
+        and payment.pending_operation_at is not None
+        and payment.pending_operation_at > now - OPERATION_TIMEOUT
+    ):
+        raise PaymentOperationInProgress(operation=payment.pending_operation)
+    payment.pending_operation = operation
+    payment.pending_operation_at = now
+    await checkpoint(session)
+
+
+async def _end_operation_and_raise(session: AsyncSession, payment_id: uuid.UUID, error: Exception) -> None:
+    payment = await repository.get(session, payment_id, lock=True)
+    if payment is not None:
+        payment.pending_operation = None
+    await checkpoint(session)  # the request's error response rolls back only what follows
+    raise error
+
+
+def _capture_target(payment: Payment, amount: Money | None, providers: ProviderRegistry) -> int | None:
+    if amount is None or amount.amount_minor == payment.amount_minor:
+        return None
+    if amount.currency != payment.currency:
+        raise InvalidPaymentAmount("capture currency differs from the payment's")
+    if not 0 < amount.amount_minor < payment.amount_minor:
+        raise CaptureExceedsAuthorized(authorized=Money(payment.amount_minor, payment.currency).to_decimal_string())
+    provider = providers.resolve(payment.provider or "")
+    if Capability.partial_capture not in provider.capabilities:
+        raise PartialCaptureNotSupported(provider=payment.provider)
+    return amount.amount_minor
+
+
+async def capture(
+    session: AsyncSession,
+    *,
+    principal: Principal,
+    payment_id: uuid.UUID,
+    amount: Money | None,
+    providers: ProviderRegistry,
+    clock: Clock,
+) -> Payment:
+    """Capture an authorized payment fully or partly (the rest of the hold is released).
+
+    Raises PaymentNotFound, PaymentNotCapturable, CaptureExceedsAuthorized,
+    PartialCaptureNotSupported, PaymentOperationInProgress, ProviderRejected. A capture whose answer
+    is lost leaves the payment authorized with an ``unknown`` attempt that the status sync resolves.
+    """
+    payment = await repository.get(session, payment_id, lock=True)
+    if payment is None or not can_see(principal, payment):
+        raise PaymentNotFound()
+    if payment.status is not PaymentStatus.authorized:
+        raise PaymentNotCapturable(payment_status=str(payment.status))
+    target = _capture_target(payment, amount, providers)
+    attempt = payment.attempts[-1]
+    ref = PaymentRef(idempotency_key=str(attempt.id), provider_payment_id=attempt.provider_payment_id)
+    await _begin_operation(session, payment, "capture", now=clock.now())
+    try:
+        result = await providers.resolve(attempt.provider).capture(ref, amount_minor=target, currency=payment.currency)
+    except (ProviderTimeout, ProviderAmountMismatch) as exc:
+        payment, attempt = await _load(session, payment_id, attempt.id, lock=True)
+        await _mark_unknown(session, attempt, exc, now=clock.now())
+        return payment
+    except ProviderError as exc:
+        await _end_operation_and_raise(
+            session, payment_id, ProviderRejected(exc.message, provider_code=exc.provider_code)
+        )
+        raise  # unreachable
+    payment, attempt = await _load(session, payment_id, attempt.id, lock=True)
+    await apply_provider_result(session, payment=payment, attempt=attempt, result=result, now=clock.now())
+    payment.pending_operation = None
+    return payment
+
+
+async def cancel(
+    session: AsyncSession,
+    *,
+    principal: Principal,
+    payment_id: uuid.UUID,
+    providers: ProviderRegistry,
+    clock: Clock,
+) -> Payment:
+    """Cancel a payment that has not been captured: void an authorization, or cancel an unpaid one.
+
+    Raises PaymentNotFound, PaymentNotCancelable (already final, or the provider cannot cancel it
+    in its state), PaymentOperationInProgress.
+    """
+    payment = await repository.get(session, payment_id, lock=True)
+    if payment is None or not can_see(principal, payment):
+        raise PaymentNotFound()
+    if payment.status in TERMINAL_PAYMENT:
+        raise PaymentNotCancelable(payment_status=str(payment.status))
+    attempt = payment.attempts[-1]
+    if attempt.status in (AttemptStatus.created, AttemptStatus.unknown):
+        raise PaymentNotCancelable(
+            "the provider's answer is still awaited; retry shortly", attempt_status=str(attempt.status)
+        )
+    ref = PaymentRef(idempotency_key=str(attempt.id), provider_payment_id=attempt.provider_payment_id)
+    await _begin_operation(session, payment, "cancel", now=clock.now())
+    try:
+        result = await providers.resolve(attempt.provider).void(ref)
+    except (ProviderTimeout, ProviderAmountMismatch) as exc:
+        payment, attempt = await _load(session, payment_id, attempt.id, lock=True)
+        await _mark_unknown(session, attempt, exc, now=clock.now())
+        return payment
+    except (ProviderOperationNotSupported, ProviderError) as exc:
+        await _end_operation_and_raise(session, payment_id, PaymentNotCancelable(exc.message))
+        raise  # unreachable
+    payment, attempt = await _load(session, payment_id, attempt.id, lock=True)
+    await apply_provider_result(session, payment=payment, attempt=attempt, result=result, now=clock.now())
+    payment.pending_operation = None
+    return payment
+
+
+# ---- status sync and expiry (jobs) ------------------------------------------------------------
+
+
+async def sync_attempt(
+    session: AsyncSession, *, attempt_id: uuid.UUID, providers: ProviderRegistry, clock: Clock
+) -> AttemptStatus | None:
+    """Ask the provider about one open attempt and apply the answer. Safe to run twice.
+
+    An attempt the provider never received (``ProviderNotFound`` long after it was recorded)
+    failed definitely. A provider that cannot be asked stays unresolved until the next run.
+    Returns the attempt's status afterwards (None if it vanished).
+    """
+    attempt = await repository.attempt(session, attempt_id)
+    if attempt is None:
+        return None
+    payment = await repository.get(session, attempt.payment_id)
+    assert payment is not None
+    if attempt.status in TERMINAL_ATTEMPT:
+        return attempt.status
+    provider_name = attempt.provider
+    ref = PaymentRef(idempotency_key=str(attempt.id), provider_payment_id=attempt.provider_payment_id)
+    request = _charge_request(payment, attempt, None)
+    await session.commit()
+    try:
+        provider = providers.resolve(provider_name)
+        if ref.provider_payment_id is None and Capability.status_by_idempotency_key not in provider.capabilities:
+            result = await provider.authorize(request)  # replays the first answer (same idempotency key)
+        else:
+            result = await provider.get_status(ref)
+    except ProviderNotFound as exc:
+        payment, attempt = await _load(session, attempt.payment_id, attempt_id, lock=True)
+        if attempt.created_at < clock.now() - timedelta(minutes=1):
+            await _fail_attempt(session, attempt, exc, now=clock.now())
+            if payment.attempts[-1].id == attempt.id:
+                await _finish_failed(
+                    session, payment, now=clock.now(), decline_code="provider_not_reached", message=exc.message
+                )
+        return attempt.status
+    except ProviderDeclined as exc:
+        payment, attempt = await _load(session, attempt.payment_id, attempt_id, lock=True)
+        await _fail_attempt(session, attempt, exc, now=clock.now(), decline_code=exc.decline_code)
+        if payment.attempts[-1].id == attempt.id:
+            await _finish_failed(session, payment, now=clock.now(), decline_code=exc.decline_code, message=exc.message)
+        return attempt.status
+    except ProviderError as exc:
+        log.info(
+            "attempt_sync_unresolved", attempt_id=str(attempt_id), provider=provider_name, error=type(exc).__name__
+        )
+        return AttemptStatus(attempt.status)
+    payment, attempt = await _load(session, attempt.payment_id, attempt_id, lock=True)
+    await apply_provider_result(session, payment=payment, attempt=attempt, result=result, now=clock.now())
+    return attempt.status
+
+
+async def expire(
+    session: AsyncSession, *, payment_id: uuid.UUID, providers: ProviderRegistry, clock: Clock
+) -> PaymentStatus | None:
+    """Expire an unpaid payment past ``expires_at`` or void an authorization past ``capture_before``.
+
+    The provider is asked first: a payment that was paid meanwhile is applied as paid, never
+    expired. Returns the payment's status afterwards.
+    """
+    payment = await repository.get(session, payment_id)
+    if payment is None:
+        return None
+    now = clock.now()
+    due = (payment.status in (PaymentStatus.pending, PaymentStatus.requires_action) and payment.expires_at <= now) or (
+        payment.status is PaymentStatus.authorized
+        and payment.capture_before is not None
+        and payment.capture_before <= now
+    )
+    if not due:
+        return payment.status
+    attempt = payment.attempts[-1]
+    status = await sync_attempt(session, attempt_id=attempt.id, providers=providers, clock=clock)
+    payment = await repository.get(session, payment_id, lock=True)
+    assert payment is not None
+    if payment.status in TERMINAL_PAYMENT or status is AttemptStatus.unknown:
+        return payment.status
+    attempt = payment.attempts[-1]
+    ref = PaymentRef(idempotency_key=str(attempt.id), provider_payment_id=attempt.provider_payment_id)
+    await session.commit()
+    try:
+        result: ProviderResult | None = await providers.resolve(attempt.provider).void(ref)
+    except ProviderError as exc:
+        log.info("expire_void_failed", payment_id=str(payment_id), error=type(exc).__name__)
+        result = None
+    payment, attempt = await _load(session, payment_id, attempt.id, lock=True)
+    if result is not None:
+        await apply_provider_result(session, payment=payment, attempt=attempt, result=result, now=clock.now())
+    if payment.status not in TERMINAL_PAYMENT:
+        if payment.ledger_hold_id is not None:
+            await ledger_service.void_hold(
+                session, hold_id=payment.ledger_hold_id, idempotency_key=f"{_reference(payment)}:void", now=clock.now()
+            )
+        attempt.next_sync_at = clock.now() + SYNC_BACKOFF[-1]  # keep asking: a late success must be seen
+        await _set_status(session, payment, PaymentStatus.expired, now=clock.now())
+    return PaymentStatus(payment.status)
+
+
+def next_sync_delay(sync_count: int) -> timedelta:
+    return SYNC_BACKOFF[min(sync_count, len(SYNC_BACKOFF) - 1)]

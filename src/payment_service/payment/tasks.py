@@ -1,0 +1,77 @@
+"""Worker jobs of payments: resolve open attempts (status sync) and expire unpaid payments.
+
+Each job first claims its rows in the job's transaction (so two workers never take the same
+row) and commits; provider calls then happen with no transaction open, and each answer is
+applied in a transaction of its own (``payment.service``).
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import structlog
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from payment_service.kit.clock import Clock
+from payment_service.payment import repository
+from payment_service.payment import service as payment_service
+from payment_service.providers.registry import ProviderRegistry
+from payment_service.resources import Resources
+
+log = structlog.get_logger(__name__)
+
+SYNC_BATCH = 50
+EXPIRE_BATCH = 50
+
+
+class _Ctx(Protocol):
+    session: AsyncSession
+    resources: Resources
+
+
+def _registry(ctx: _Ctx) -> ProviderRegistry:
+    if ctx.resources.providers is None:
+        ctx.resources.start_providers()
+    assert ctx.resources.providers is not None
+    return ctx.resources.providers
+
+
+async def sync_open_attempts(ctx: _Ctx) -> bool:
+    """Ask providers about attempts whose outcome is open and due. True when a full batch ran."""
+    clock: Clock = ctx.resources.clock
+    now = clock.now()
+    due = await repository.claim_attempts_to_sync(ctx.session, now=now, limit=SYNC_BATCH)
+    if not due:
+        return False
+    attempts = [await repository.attempt(ctx.session, a) for a in due]
+    for attempt in attempts:
+        if attempt is not None:
+            await repository.postpone_sync(
+                ctx.session, [attempt.id], until=now + payment_service.next_sync_delay(attempt.sync_count + 1)
+            )
+    await ctx.session.commit()
+    providers = _registry(ctx)
+    for attempt_id in due:
+        try:
+            await payment_service.sync_attempt(ctx.session, attempt_id=attempt_id, providers=providers, clock=clock)
+            await ctx.session.commit()
+        except Exception:
+            await ctx.session.rollback()
+            log.exception("attempt_sync_failed", attempt_id=str(attempt_id))
+    return len(due) >= SYNC_BATCH
+
+
+async def expire_payments(ctx: _Ctx) -> bool:
+    """Expire unpaid payments and void stale authorizations. True when a full batch ran."""
+    clock: Clock = ctx.resources.clock
+    ids = await repository.expired_ids(ctx.session, now=clock.now(), limit=EXPIRE_BATCH)
+    await ctx.session.commit()
+    providers = _registry(ctx)
+    for payment_id in ids:
+        try:
+            await payment_service.expire(ctx.session, payment_id=payment_id, providers=providers, clock=clock)
+            await ctx.session.commit()
+        except Exception:
+            await ctx.session.rollback()
+            log.exception("payment_expiry_failed", payment_id=str(payment_id))
+    return len(ids) >= EXPIRE_BATCH

@@ -1,0 +1,1 @@
+"""Inbox of provider webhooks: verify, store once, apply through the payment service."""

@@ -1,0 +1,190 @@
+"""Provider webhooks: verify the provider's proof, store once, apply in the worker.
+
+* ``receive`` runs in the HTTP request: the adapter verifies the webhook (YooKassa: IP allowlist
+  and re-fetch of the object; T-Bank: Token; Sber: checksum; mobile: HMAC) and parses it; the event
+  is stored unique on (provider, external id) and the worker is woken. A forged webhook is a 401
+  and is counted; a duplicate is acknowledged and ignored.
+* ``process_received`` runs in the worker: it applies each stored payment event through
+  ``payment.service.apply_provider_result`` — the same function as the synchronous path — so
+  duplicates and out-of-order events have no second effect. Events for payments we do not know
+  are kept as ``orphaned`` and reported, never dropped.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from dataclasses import asdict
+from datetime import datetime
+from typing import Any
+
+import structlog
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from payment_service.errors import NotFound, Unauthorized
+from payment_service.models.payment import ProviderEventStatus
+from payment_service.payment import service as payment_service
+from payment_service.provider_event import repository
+from payment_service.providers.cards import CardScheme
+from payment_service.providers.errors import ProviderSignatureInvalid
+from payment_service.providers.metrics import WEBHOOKS
+from payment_service.providers.ports import (
+    ActionType,
+    CustomerAction,
+    DeclineCode,
+    EventKind,
+    MaskedCard,
+    ProviderEvent,
+    ProviderResult,
+    ProviderStatus,
+)
+from payment_service.providers.registry import ProviderRegistry, UnknownProvider
+
+log = structlog.get_logger(__name__)
+
+
+class UnknownWebhookProvider(NotFound):
+    code = "unknown_provider"
+    title = "No such payment provider"
+
+
+class WebhookSignatureInvalid(Unauthorized):
+    code = "webhook_signature_invalid"
+    title = "The webhook could not be authenticated"
+
+
+def summarize(result: ProviderResult) -> dict[str, Any]:
+    """The facts of a provider result worth keeping (no raw payload, no personal data)."""
+    return {
+        "provider": result.provider,
+        "provider_payment_id": result.provider_payment_id,
+        "status": str(result.status),
+        "amount_minor": result.amount_minor,
+        "currency": result.currency,
+        "captured_minor": result.captured_minor,
+        "refunded_minor": result.refunded_minor,
+        "decline_code": str(result.decline_code) if result.decline_code else None,
+        "provider_status": result.provider_status,
+        "fee_minor": result.fee_minor,
+        "action": {k: (str(v) if k == "type" else v) for k, v in asdict(result.action).items()}
+        if result.action
+        else None,
+        "card": {
+            "last4": result.card.last4,
+            "scheme": str(result.card.scheme),
+            "first6": result.card.first6,
+        }
+        if result.card
+        else None,
+        "idempotency_key": result.idempotency_key,
+    }
+
+
+def restore(summary: Mapping[str, Any]) -> ProviderResult:
+    """Rebuild the normalized result stored by :func:`summarize`."""
+    action = summary.get("action")
+    card = summary.get("card")
+    return ProviderResult(
+        provider=summary["provider"],
+        provider_payment_id=summary["provider_payment_id"],
+        status=ProviderStatus(summary["status"]),
+        amount_minor=int(summary["amount_minor"]),
+        currency=summary["currency"],
+        captured_minor=int(summary.get("captured_minor") or 0),
+        refunded_minor=int(summary.get("refunded_minor") or 0),
+        decline_code=DeclineCode(summary["decline_code"]) if summary.get("decline_code") else None,
+        provider_status=summary.get("provider_status"),
+        fee_minor=summary.get("fee_minor"),
+        action=CustomerAction(
+            type=ActionType(action["type"]), url=action.get("url"), qr_payload=action.get("qr_payload")
+        )
+        if action
+        else None,
+        card=MaskedCard(last4=card["last4"], scheme=CardScheme(card["scheme"]), first6=card.get("first6"))
+        if card
+        else None,
+        idempotency_key=summary.get("idempotency_key"),
+    )
+
+
+async def receive(
+    session: AsyncSession,
+    *,
+    provider: str,
+    body: bytes,
+    headers: Mapping[str, str],
+    remote_addr: str | None,
+    query: str,
+    providers: ProviderRegistry,
+    now: datetime,
+) -> tuple[ProviderEvent, bool]:
+    """Verify and store one webhook. Returns the event and whether it was new.
+
+    Raises UnknownWebhookProvider (404) and WebhookSignatureInvalid (401).
+    """
+    try:
+        adapter = providers.resolve(provider)
+    except UnknownProvider:
+        WEBHOOKS.labels("unknown", "unknown_provider").inc()
+        raise UnknownWebhookProvider() from None
+    try:
+        event = await adapter.parse_webhook(body, headers, remote_addr=remote_addr, query=query)
+    except ProviderSignatureInvalid as exc:
+        log.warning("webhook_rejected", provider=provider, remote_addr=remote_addr, reason=exc.message)
+        raise WebhookSignatureInvalid() from None
+    summary: dict[str, Any] = {}
+    if event.payment is not None:
+        summary = summarize(event.payment)
+    elif event.refund is not None:
+        summary = {
+            "provider_refund_id": event.refund.provider_refund_id,
+            "status": str(event.refund.status),
+            "amount_minor": event.refund.amount_minor,
+            "currency": event.refund.currency,
+        }
+    stored = await repository.insert(
+        session,
+        provider=provider,
+        external_id=event.external_id,
+        kind=str(event.kind),
+        event_type=event.event_type,
+        provider_payment_id=event.provider_payment_id,
+        attempt_id=event.idempotency_key,
+        summary=summary,
+        now=now,
+    )
+    WEBHOOKS.labels(provider, "stored" if stored else "duplicate").inc()
+    return event, stored is not None
+
+
+async def process_received(session: AsyncSession, *, now: datetime, limit: int = 100) -> int:
+    """Apply stored payment events (in this transaction). Returns how many were handled."""
+    handled = 0
+    for event in await repository.claim_received(session, kind=str(EventKind.payment), limit=limit):
+        event.attempts += 1
+        attempt = None
+        if event.attempt_id:
+            try:
+                attempt = await payment_service.find_attempt(session, attempt_id=uuid.UUID(event.attempt_id))
+            except ValueError:
+                attempt = None
+        if attempt is None:
+            attempt = await payment_service.find_attempt_by_provider_id(
+                session, provider=event.provider, provider_payment_id=event.provider_payment_id
+            )
+        if attempt is None or not event.summary:
+            event.status = ProviderEventStatus.orphaned
+            event.processed_at = now
+            WEBHOOKS.labels(event.provider, "orphaned").inc()
+            log.error(
+                "webhook_for_unknown_payment",
+                provider=event.provider,
+                external_id=event.external_id,
+                provider_payment_id=event.provider_payment_id,
+            )
+            continue
+        await payment_service.apply_webhook(session, attempt_id=attempt.id, result=restore(event.summary), now=now)
+        event.status = ProviderEventStatus.processed
+        event.processed_at = now
+        handled += 1
+    return handled

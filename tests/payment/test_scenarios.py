@@ -1,0 +1,266 @@
+"""Payments end to end: API → provider emulator → webhook → worker → ledger → outbox.
+
+Each scenario ends by checking the money: provider clearing and the purpose account move by
+exactly the captured amount, once, and nothing moves for a payment that did not succeed.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import pytest
+
+from tests.payment.conftest import PaymentsEnv
+
+RETURN = "https://store.example/return"
+
+
+async def create(
+    env: PaymentsEnv, *, user: str = "u1", amount: str = "499.00", key: str | None = None, **body: Any
+) -> Any:
+    payload = {
+        "amount": {"value": amount, "currency": "RUB"},
+        "method": "bank_card",
+        "description": "Game key",
+        "return_url": RETURN,
+    }
+    payload.update(body)
+    return await env.client.post(
+        "/v1/payments", json=payload, headers=env.tokens.headers(env.tokens.user(user), key=key or uuid.uuid4().hex)
+    )
+
+
+async def provider_id(env: PaymentsEnv, payment_id: str, number: int = 1) -> str:
+    value = await env.scalar(
+        "SELECT provider_payment_id FROM payment_attempts WHERE payment_id = :p AND number = :n",
+        p=uuid.UUID(payment_id),
+        n=number,
+    )
+    assert value, "the attempt has no provider payment id"
+    return str(value)
+
+
+async def events(env: PaymentsEnv, payment_id: str) -> list[str]:
+    async with env.resources.engine.connect() as conn:
+        from sqlalchemy import text
+
+        rows = await conn.execute(text("SELECT type FROM outbox_events WHERE key = :k ORDER BY seq"), {"k": payment_id})
+        return [r[0] for r in rows]
+
+
+async def get(env: PaymentsEnv, payment_id: str, user: str = "u1") -> Any:
+    r = await env.client.get(f"/v1/payments/{payment_id}", headers=env.tokens.headers(env.tokens.user(user)))
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+@pytest.mark.parametrize("provider", ["yookassa", "tbank", "sber"])
+class TestOneStageCardPayment:
+    async def test_redirect_then_webhook_then_ledger(self, payments: PaymentsEnv, provider: str) -> None:
+        r = await create(payments, provider=provider)
+        assert r.status_code == 201, r.text
+        body = r.json()
+        assert body["status"] == "requires_action"
+        assert body["action"]["type"] == "redirect"
+        assert body["action"]["url"].startswith("http")
+        assert body["provider"] == provider
+
+        await payments.pay(provider, await provider_id(payments, body["id"]), card_number=None, outcome=None)
+        assert await payments.worker.apply_webhooks() >= 1
+
+        paid = await get(payments, body["id"])
+        assert paid["status"] == "succeeded"
+        assert paid["captured_amount"] == {"value": "499.00", "currency": "RUB"}
+        assert paid["card"]["last4"].isdigit()
+        fee = -await payments.balance(f"provider:{provider}:fees")
+        assert fee == (1397 if provider == "yookassa" else 0)  # YooKassa reports its 2.8 % fee
+        assert await payments.balance(f"provider:{provider}:clearing") == -49_900 + fee
+        assert await payments.balance("platform:order_clearing") == 49_900
+        emitted = await events(payments, body["id"])
+        assert emitted[:2] == ["payment.pending", "payment.requires_action"]
+        assert emitted[-1] == "payment.succeeded"
+        assert emitted.count("payment.succeeded") == 1
+        assert set(emitted[2:-1]) <= {"payment.authorized"}  # T-Bank reports AUTHORIZED before CONFIRMED
+
+    async def test_decline_is_a_failed_payment_and_moves_no_money(self, payments: PaymentsEnv, provider: str) -> None:
+        r = await create(payments, provider=provider, amount="499.11")  # magic kopecks 11: insufficient funds
+        body = r.json()
+        await payments.pay(provider, await provider_id(payments, body["id"]), card_number=None, outcome=None)
+        await payments.worker.apply_webhooks()
+
+        failed = await get(payments, body["id"])
+        assert failed["status"] == "failed"
+        assert failed["decline_code"] == "insufficient_funds"
+        assert await payments.balance(f"provider:{provider}:clearing") == 0
+        assert "payment.failed" in await events(payments, body["id"])
+
+
+class TestTwoStage:
+    async def test_authorize_capture_part_release_rest(self, payments: PaymentsEnv) -> None:
+        r = await create(payments, provider="yookassa", capture=False, amount="1000.00")
+        pid = r.json()["id"]
+        await payments.pay("yookassa", await provider_id(payments, pid), card_number=None, outcome=None)
+        await payments.worker.apply_webhooks()
+        assert (await get(payments, pid))["status"] == "authorized"
+        assert await payments.balance("platform:order_clearing") == 0  # held, not posted
+
+        admin = payments.tokens.admin()
+        captured = await payments.client.post(
+            f"/v1/payments/{pid}/capture",
+            json={"amount": {"value": "600.00", "currency": "RUB"}},
+            headers=payments.tokens.headers(admin, key="cap-1"),
+        )
+
+        assert captured.status_code == 200, captured.text
+        assert captured.json()["status"] == "succeeded"
+        assert captured.json()["captured_amount"]["value"] == "600.00"
+        assert await payments.balance("platform:order_clearing") == 60_000
+        fee = -await payments.balance("provider:yookassa:fees")
+        assert await payments.balance("provider:yookassa:clearing") == -60_000 + fee
+
+    async def test_user_cannot_capture(self, payments: PaymentsEnv) -> None:
+        pid = (await create(payments, provider="yookassa", capture=False)).json()["id"]
+
+        r = await payments.client.post(
+            f"/v1/payments/{pid}/capture", json={}, headers=payments.tokens.headers(payments.tokens.user("u1"), key="c")
+        )
+
+        assert r.status_code == 403
+        assert r.json()["code"] == "insufficient_scope"
+
+    async def test_cancel_voids_the_hold(self, payments: PaymentsEnv) -> None:
+        pid = (await create(payments, provider="tbank", capture=False)).json()["id"]
+        await payments.pay("tbank", await provider_id(payments, pid), card_number=None, outcome=None)
+        await payments.worker.apply_webhooks()
+
+        r = await payments.client.post(
+            f"/v1/payments/{pid}/cancel", json={}, headers=payments.tokens.headers(payments.tokens.user("u1"), key="x")
+        )
+
+        assert r.status_code == 200, r.text
+        assert r.json()["status"] == "canceled"
+        assert await payments.balance("platform:order_clearing") == 0
+        held = await payments.scalar("SELECT count(*) FROM ledger_holds WHERE status = 'pending'")
+        assert held == 0
+
+
+class TestUnknownOutcomes:
+    async def test_timeout_leaves_unknown_then_sync_resolves_without_double_charge(self, payments: PaymentsEnv) -> None:
+        registry = payments.resources.providers
+        assert registry is not None
+        registry.settings.sber.max_attempts = 1  # no in-call retry: the lost answer stays lost
+        r = await create(payments, provider="sber", amount="499.55")  # charged, then the answer is dropped
+
+        body = r.json()
+        assert body["status"] == "pending"
+        assert body["attempts"][0]["status"] == "unknown"
+        assert len(body["attempts"]) == 1  # no failover on an unknown outcome
+
+        await payments.scalar("UPDATE payment_attempts SET next_sync_at = now() - interval '1 second' RETURNING 1")
+        await payments.worker.sync()
+
+        resolved = await get(payments, body["id"])
+        assert resolved["status"] in ("succeeded", "requires_action")
+        charges = [e for e in payments.emulators.state("sber").ledger if e.kind in ("charge", "capture")]
+        assert len(charges) <= 1
+
+    async def test_definite_failure_fails_over_to_the_next_provider(self, payments: PaymentsEnv) -> None:
+        payments.emulators.state("yookassa").queue_outcome("error_503", count=5)  # 503, nothing created
+
+        r = await create(payments, provider="yookassa")
+
+        body = r.json()
+        assert r.status_code == 201, r.text
+        assert body["attempts"][0]["provider"] == "yookassa"
+        assert body["attempts"][0]["status"] == "failed"
+        assert body["attempts"][0]["failover"] is True
+        assert len(body["attempts"]) == 2
+        assert body["attempts"][1]["provider"] != "yookassa"
+        assert body["status"] == "requires_action"
+
+
+class TestWebhooks:
+    async def test_duplicate_webhooks_have_one_effect(self, payments: PaymentsEnv) -> None:
+        pid = (await create(payments, provider="tbank", amount="499.61")).json()["id"]  # every webhook twice
+        await payments.pay("tbank", await provider_id(payments, pid), card_number=None, outcome=None)
+
+        await payments.worker.apply_webhooks()
+        await payments.worker.apply_webhooks()
+
+        assert (await get(payments, pid))["status"] == "succeeded"
+        assert await payments.balance("platform:order_clearing") == 49_961
+        assert (await events(payments, pid)).count("payment.succeeded") == 1
+
+    async def test_out_of_order_webhooks_do_not_regress(self, payments: PaymentsEnv) -> None:
+        pid = (await create(payments, provider="tbank", amount="499.62", capture=False)).json()["id"]
+        ppid = await provider_id(payments, pid)
+        await payments.pay("tbank", ppid, card_number=None, outcome=None)
+        await payments.emulators.flush()
+
+        await payments.worker.apply_webhooks()
+
+        assert (await get(payments, pid))["status"] == "authorized"
+
+    async def test_forged_webhook_is_rejected(self, payments: PaymentsEnv) -> None:
+        r = await payments.client.post(
+            "/v1/webhooks/tbank",
+            json={"TerminalKey": "TestTerminalDEMO", "OrderId": "x", "Status": "CONFIRMED", "Token": "bad"},
+        )
+
+        assert r.status_code == 401
+        assert r.json()["code"] == "webhook_signature_invalid"
+
+    async def test_unknown_provider_is_404(self, payments: PaymentsEnv) -> None:
+        r = await payments.client.post("/v1/webhooks/paypal", json={})
+
+        assert r.status_code == 404
+
+    async def test_webhook_for_unknown_payment_is_kept_as_orphaned(self, payments: PaymentsEnv) -> None:
+        state = payments.emulators.state("tbank")
+        pid = (await create(payments, provider="tbank")).json()["id"]
+        ppid = await provider_id(payments, pid)
+        await payments.scalar("UPDATE payment_attempts SET provider_payment_id = 'other' RETURNING 1")
+        await payments.scalar("UPDATE payment_attempts SET id = gen_random_uuid() RETURNING 1")
+        await state.complete_action(ppid, card_number=None, outcome=None)
+        await payments.emulators.flush()
+
+        await payments.worker.apply_webhooks()
+
+        assert await payments.scalar("SELECT count(*) FROM provider_events WHERE status = 'orphaned'") >= 1
+
+
+class TestAccess:
+    async def test_users_see_only_their_own_payments(self, payments: PaymentsEnv) -> None:
+        pid = (await create(payments, user="alice", provider="yookassa")).json()["id"]
+
+        theirs = await payments.client.get(
+            f"/v1/payments/{pid}", headers=payments.tokens.headers(payments.tokens.user("bob"))
+        )
+        listed = await payments.client.get("/v1/payments", headers=payments.tokens.headers(payments.tokens.user("bob")))
+
+        assert theirs.status_code == 404
+        assert listed.json()["items"] == []
+
+    async def test_user_cannot_pay_for_someone_else(self, payments: PaymentsEnv) -> None:
+        r = await create(payments, user="alice", payer_id="bob")
+
+        assert r.status_code == 403
+        assert r.json()["code"] == "payer_not_allowed"
+
+    async def test_same_key_replays_the_payment(self, payments: PaymentsEnv) -> None:
+        first = await create(payments, key="pay-1", provider="yookassa")
+        second = await create(payments, key="pay-1", provider="yookassa")
+
+        assert second.content == first.content
+        assert await payments.scalar("SELECT count(*) FROM payments") == 1
+
+    async def test_list_is_paginated_newest_first(self, payments: PaymentsEnv) -> None:
+        ids = [(await create(payments, provider="yookassa")).json()["id"] for _ in range(3)]
+        h = payments.tokens.headers(payments.tokens.user("u1"))
+
+        page1 = (await payments.client.get("/v1/payments?limit=2", headers=h)).json()
+        page2 = (await payments.client.get(f"/v1/payments?limit=2&cursor={page1['next_cursor']}", headers=h)).json()
+
+        assert [p["id"] for p in page1["items"] + page2["items"]] == ids[::-1]
+        assert page2["next_cursor"] is None
