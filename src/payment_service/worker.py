@@ -36,7 +36,10 @@ from payment_service.kit import idempotency
 from payment_service.outbox import handlers as outbox_handlers
 from payment_service.outbox import service as outbox_service
 from payment_service.outbox.relay import OutboxRelay, sleep_unless
+from payment_service.payment import tasks as payment_tasks
+from payment_service.provider_event import tasks as provider_event_tasks
 from payment_service.resources import Resources
+from payment_service.vault import load_provider_credentials
 
 log = structlog.get_logger(__name__)
 
@@ -90,6 +93,9 @@ async def prune_inbox(ctx: JobContext) -> bool:
 
 
 PERIODIC_JOBS: tuple[PeriodicJob, ...] = (
+    PeriodicJob("apply_provider_webhooks", every=timedelta(milliseconds=200), run=provider_event_tasks.apply_received),
+    PeriodicJob("sync_payment_attempts", every=timedelta(seconds=5), run=payment_tasks.sync_open_attempts),
+    PeriodicJob("expire_payments", every=timedelta(seconds=30), run=payment_tasks.expire_payments),
     PeriodicJob("prune_idempotency_keys", every=timedelta(minutes=5), run=prune_idempotency_keys),
     PeriodicJob("prune_outbox", every=timedelta(minutes=10), run=prune_outbox),
     PeriodicJob("prune_inbox", every=timedelta(hours=1), run=prune_inbox),
@@ -199,5 +205,15 @@ class Worker:
 
 
 async def run_worker(settings: Settings, *, stop: asyncio.Event) -> None:
-    """Run every background loop until ``stop`` is set, then finish the current batch and return."""
-    await Worker(settings).run(stop)
+    """Run every background loop until ``stop`` is set, then finish the current batch and return.
+
+    Provider credentials are read from Vault first (a production worker without them refuses to
+    start, like the API), so the status sync and expiry jobs can call the providers.
+    """
+    resources = Resources.build(settings, application_name="payment-service-worker")
+    try:
+        resources.provider_credentials = await load_provider_credentials(settings, resources.http)
+        resources.start_providers()
+        await Worker(settings, resources=resources).run(stop)
+    finally:
+        await resources.close()

@@ -179,7 +179,7 @@ def ensure_database(url: str, *, timeout: float = 5.0) -> None:
     Creation connects to the ``postgres`` database of the same server. Raises what asyncpg
     raises when the server refuses the connection (wrong password, no such role, ...).
     """
-    import asyncpg  # type: ignore[import-untyped]
+    import asyncpg
     from sqlalchemy.engine import make_url
 
     parsed = make_url(url).set(drivername="postgresql")

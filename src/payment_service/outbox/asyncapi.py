@@ -12,7 +12,7 @@ import inspect
 import sys
 from typing import Any
 
-import yaml  # type: ignore[import-untyped]
+import yaml
 from pydantic.json_schema import models_json_schema
 
 from payment_service.outbox import envelope, events

@@ -25,8 +25,10 @@ EXPIRE_BATCH = 50
 
 
 class _Ctx(Protocol):
-    session: AsyncSession
-    resources: Resources
+    @property
+    def session(self) -> AsyncSession: ...
+    @property
+    def resources(self) -> Resources: ...
 
 
 def _registry(ctx: _Ctx) -> ProviderRegistry:

@@ -42,6 +42,10 @@ from payment_service.providers.registry import ProviderRegistry, UnknownProvider
 
 log = structlog.get_logger(__name__)
 
+MAX_APPLY_ATTEMPTS = 10
+"""After this many failed applications an event is marked failed for an operator (the status
+sync still resolves its payment from the provider)."""
+
 
 class UnknownWebhookProvider(NotFound):
     code = "unknown_provider"
@@ -183,7 +187,18 @@ async def process_received(session: AsyncSession, *, now: datetime, limit: int =
                 provider_payment_id=event.provider_payment_id,
             )
             continue
-        await payment_service.apply_webhook(session, attempt_id=attempt.id, result=restore(event.summary), now=now)
+        try:
+            async with session.begin_nested():  # one bad event must not block the others
+                await payment_service.apply_webhook(
+                    session, attempt_id=attempt.id, result=restore(event.summary), now=now
+                )
+        except Exception as exc:
+            event.last_error = f"{type(exc).__name__}: {exc}"[:2000]
+            if event.attempts >= MAX_APPLY_ATTEMPTS:
+                event.status = ProviderEventStatus.failed
+                WEBHOOKS.labels(event.provider, "apply_failed").inc()
+            log.exception("webhook_apply_failed", provider=event.provider, external_id=event.external_id)
+            continue
         event.status = ProviderEventStatus.processed
         event.processed_at = now
         handled += 1

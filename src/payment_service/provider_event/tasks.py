@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+from typing import Protocol
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from payment_service.provider_event import service as provider_event_service
 
+BATCH = 100
 
-async def apply_received(ctx: object) -> bool:
+
+class _Ctx(Protocol):
+    @property
+    def session(self) -> AsyncSession: ...
+    @property
+    def now(self) -> datetime: ...
+
+
+async def apply_received(ctx: _Ctx) -> bool:
     """Apply stored payment webhooks; True when a full batch was handled (run again at once)."""
-    session = ctx.session  # type: ignore[attr-defined]
-    now = ctx.now  # type: ignore[attr-defined]
-    batch = 100
-    return await provider_event_service.process_received(session, now=now, limit=batch) >= batch
+    return await provider_event_service.process_received(ctx.session, now=ctx.now, limit=BATCH) >= BATCH
