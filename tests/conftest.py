@@ -73,7 +73,7 @@ async def database_url(worker_index: int) -> AsyncIterator[str]:
 
     cfg = Config(str(ROOT / "alembic.ini"))
     cfg.set_main_option("sqlalchemy.url", url)
-    await asyncio.to_thread(command.upgrade, cfg, "head")
+    await asyncio.to_thread(command.upgrade, cfg, "heads")
     yield url
     admin = await asyncpg.connect(ADMIN_URL)
     try:

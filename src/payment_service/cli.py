@@ -98,7 +98,7 @@ def alembic_config(url: str) -> Config:
 
 
 @app.command()
-def migrate(revision: Annotated[str, typer.Option(help="Target revision")] = "head") -> None:
+def migrate(revision: Annotated[str, typer.Option(help="Target revision")] = "heads") -> None:
     """Apply the database migrations (alembic upgrade) to PAYMENT_DB__URL."""
     from alembic import command
 
