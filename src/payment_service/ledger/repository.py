@@ -308,6 +308,11 @@ async def transfers(
     return rows, await _fetch(executor, _ENTRIES_OF, [r["id"] for r in rows])
 
 
+async def transfer_id_by_key(executor: Executor, key: str) -> uuid.UUID | None:
+    row = await _fetchrow(executor, "SELECT id FROM ledger_transfers WHERE idempotency_key = $1::text", key)
+    return row["id"] if row is not None else None
+
+
 async def hold(executor: Executor, id: uuid.UUID) -> Record | None:
     return await _fetchrow(executor, _HOLD, id)
 

@@ -29,7 +29,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
 
-import asyncpg  # type: ignore[import-untyped]
+import asyncpg
 import orjson
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -348,11 +348,10 @@ async def hold(
     """Create a hold (pending transfer): reserves the amounts without moving posted balances.
 
     Debited accounts lose available balance now (checked like a transfer); the hold is later
-    posted (:func:`post_hold`), voided (:func:`void_hold`) or expires after ``expires_at``. The
-    returned transfer's id is the hold id. Raises like :func:`transfer`.
+    posted (:func:`post_hold`), voided (:func:`void_hold`) or expires after ``expires_at`` (not
+    checked against ``now``, so that a late retry still replays). The returned transfer's id is
+    the hold id. Raises like :func:`transfer`.
     """
-    if expires_at is not None and expires_at <= now:
-        raise ValueError("expires_at must be in the future")
     return await _create(
         session,
         kind=TransferKind.hold,
@@ -673,6 +672,12 @@ async def get_transfer(session: Executor, transfer_id: uuid.UUID) -> Transfer:
     if not rows:
         raise TransferNotFound()
     return _transfers_from_rows(rows, entries)[0]
+
+
+async def get_transfer_by_key(session: Executor, idempotency_key: str) -> Transfer | None:
+    """The transfer made under ``idempotency_key``, if any (to tell a replay from a new operation)."""
+    transfer_id = await repository.transfer_id_by_key(session, idempotency_key)
+    return None if transfer_id is None else await get_transfer(session, transfer_id)
 
 
 async def find_transfers(session: Executor, *, reference: str) -> list[Transfer]:
