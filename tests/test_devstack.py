@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import signal
@@ -19,10 +20,12 @@ import httpx
 import psutil
 import pytest
 import redis
+from pydantic import SecretStr
 
 from payment_service.config import Settings
 from payment_service.devstack import (
     EmbeddedRedis,
+    OpenBao,
     dev_provider_credentials,
     embedded_postgres,
     ensure_database,
@@ -103,7 +106,7 @@ class TestDevFiles:
     def test_dev_provider_credentials_are_random_for_every_provider(self) -> None:
         one, two = dev_provider_credentials(), dev_provider_credentials()
 
-        assert set(one) == {"yookassa", "tbank", "sber", "atol", "qiwi"}
+        assert set(one) == {"yookassa", "tbank", "sber", "mobile", "atol", "qiwi"}
         assert set(one["yookassa"]) == {"shop_id", "secret_key"}
         assert set(one["tbank"]) == {"terminal_key", "password"}
         assert set(one["sber"]) == {"user_name", "password", "callback_secret"}
@@ -111,8 +114,21 @@ class TestDevFiles:
         assert one["qiwi"] == {"enabled": False}
         assert one["yookassa"]["secret_key"] != two["yookassa"]["secret_key"]
 
-    def test_no_extra_processes_until_the_emulators_arrive(self) -> None:
-        assert extra_processes(Settings(_env_file=None)) == []
+    def test_every_emulator_is_a_separate_process_fed_from_vault(self, openbao: OpenBao) -> None:
+        creds = dev_provider_credentials()
+        openbao.put_kv("payment-service/providers", creds)
+        settings = Settings(_env_file=None)
+        settings.vault.addr = openbao.addr
+        settings.vault.token = SecretStr(openbao.root_token)
+
+        specs = extra_processes(settings)
+
+        assert {s.name for s in specs} == {"emulator-yookassa", "emulator-tbank", "emulator-sber", "emulator-mobile"}
+        yookassa = next(s for s in specs if s.name == "emulator-yookassa")
+        assert yookassa.argv[1:3] == ["-m", "emulators.yookassa"]
+        assert json.loads(yookassa.env["EMULATOR_CREDENTIALS"]) == creds["yookassa"]
+        assert "secret" not in " ".join(yookassa.argv)  # credentials never on the command line
+        assert yookassa.exports["PAYMENT_PROVIDERS__YOOKASSA__BASE_URL"].endswith("/v3")
 
 
 class TestEmbeddedRedis:
@@ -229,7 +245,7 @@ class TestDevLauncher:
 
             children = psutil.Process(launcher.pid).children(recursive=True)
             pids = [p.pid for p in children]
-            assert len(pids) >= 4  # Tansu, OpenBao, API, worker
+            assert len(pids) >= 8  # Tansu, OpenBao, API, worker, four provider emulators
 
             # A token from `payment-service token` (reading the dev env file) works against the server.
             token = subprocess.run(
@@ -248,9 +264,40 @@ class TestDevLauncher:
             stack = read_env_file(run_dir / "stack.env")
             vault = {"X-Vault-Token": stack["PAYMENT_VAULT__TOKEN"]}
             kv = httpx.get(f"{stack['PAYMENT_VAULT__ADDR']}/v1/secret/data/payment-service/providers", headers=vault)
-            assert set(kv.json()["data"]["data"]) == {"yookassa", "tbank", "sber", "atol", "qiwi"}
+            assert set(kv.json()["data"]["data"]) == {"yookassa", "tbank", "sber", "mobile", "atol", "qiwi"}
             mounts = httpx.get(f"{stack['PAYMENT_VAULT__ADDR']}/v1/sys/mounts", headers=vault).json()
             assert mounts["transit/"]["type"] == "transit"
+
+            # A real payment through the running processes: API → YooKassa emulator → customer pays on
+            # the emulator → signed webhook to the API → worker applies it → succeeded.
+            auth = {"Authorization": f"Bearer {token}"}
+            created = httpx.post(
+                f"{base}/v1/payments",
+                json={
+                    "amount": {"value": "499.00", "currency": "RUB"},
+                    "method": "bank_card",
+                    "description": "Game key",
+                    "return_url": "https://store.example/return",
+                    "provider": "yookassa",
+                },
+                headers={**auth, "Idempotency-Key": "e2e-1"},
+                timeout=10,
+            )
+            assert created.status_code == 201, created.text
+            payment = created.json()
+            assert payment["status"] == "requires_action"
+            checkout = httpx.URL(payment["action"]["url"])
+            emulator = f"{checkout.scheme}://{checkout.host}:{checkout.port}"
+            paid = httpx.post(
+                f"{emulator}/_emulator/payments/{checkout.path.rsplit('/', 1)[-1]}/pay", json={}, timeout=10
+            )
+            assert paid.status_code == 200, paid.text
+            wait_until(
+                lambda: httpx.get(f"{base}/v1/payments/{payment['id']}", headers=auth).json()["status"] == "succeeded",
+                20,
+                "payment not applied from the webhook",
+                log,
+            )
 
             # A child that dies is reported and restarted.
             worker = next(p for p in children if "worker" in " ".join(p.cmdline()))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import json
 import os
 import secrets
 import signal
@@ -16,6 +17,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 import httpx
 from pydantic import SecretStr
@@ -25,6 +27,7 @@ from payment_service.config import Environment, Settings
 from payment_service.devstack.processes import (
     StopRequested,
     describe_exit,
+    free_port,
     port_open,
     preferred_port,
     python_executable,
@@ -116,16 +119,57 @@ class ChildSpec:
     cwd: Path | None = None
 
 
-def extra_processes(settings: Settings) -> list[ChildSpec]:
-    """Hook for the provider emulators: extra children of ``payment-service dev``. None yet.
+EMULATED_PROVIDERS: dict[str, str] = {
+    "yookassa": "/v3",
+    "tbank": "/v2",
+    "sber": "/payment/rest",
+    "mobile": "/v1",
+}
+"""Provider emulators started by ``payment-service dev``, with the API path prefix of each."""
 
-    ``settings`` describes the running dev stack (database, Redis, broker, Vault address and
-    token, API port). Return one :class:`ChildSpec` per emulator, run as a separate process
-    (``[python_executable(), "-m", "emulators.<provider>", "--port", ...]``) so that nothing in
-    ``src/`` imports ``emulators/``; emulators can read the dev provider credentials from Vault
-    with :func:`payment_service.vault.load_provider_credentials`. They start before the API.
+
+def _vault_credentials(settings: Settings) -> dict[str, Any]:
+    token = settings.vault.token.get_secret_value() if settings.vault.token else ""
+    response = httpx.get(
+        f"{settings.vault.addr}/v1/{settings.vault.kv_mount}/data/{settings.vault.providers_path}",
+        headers={"X-Vault-Token": token},
+        timeout=settings.vault.timeout_seconds,
+    )
+    response.raise_for_status()
+    data: dict[str, Any] = response.json()["data"]["data"]
+    return data
+
+
+def extra_processes(settings: Settings) -> list[ChildSpec]:
+    """The provider emulators, one process each, on free loopback ports, started before the API.
+
+    Each gets the same dev credentials the service reads from Vault (through its environment,
+    never the command line), sends its webhooks to the dev API, and its base URL is exported to
+    the API and the worker as ``PAYMENT_PROVIDERS__<NAME>__BASE_URL``. Nothing in ``src/`` imports
+    ``emulators/``: they run as ``python -m emulators.<provider>``.
     """
-    return []
+    credentials = _vault_credentials(settings)
+    specs: list[ChildSpec] = []
+    for name, path in EMULATED_PROVIDERS.items():
+        port = free_port()
+        base = f"http://127.0.0.1:{port}"
+        exports = {f"PAYMENT_PROVIDERS__{name.upper()}__BASE_URL": base + path}
+        if name == "yookassa":  # its notifications come from loopback here, not YooKassa's networks
+            exports["PAYMENT_PROVIDERS__YOOKASSA__WEBHOOK_IP_ALLOWLIST"] = '["127.0.0.1/32", "::1/128"]'
+        specs.append(
+            ChildSpec(
+                name=f"emulator-{name}",
+                argv=[python_executable(), "-m", f"emulators.{name}", "--host", "127.0.0.1", "--port", str(port)],
+                env={
+                    "EMULATOR_CREDENTIALS": json.dumps(credentials.get(name, {})),
+                    "EMULATOR_WEBHOOK_URL": f"{settings.http.public_base_url}/v1/webhooks/{name}",
+                },
+                exports=exports,
+                ready_url=f"{base}/_emulator/requests",
+                stop_timeout=5.0,
+            )
+        )
+    return specs
 
 
 @dataclass

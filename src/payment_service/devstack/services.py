@@ -225,5 +225,6 @@ def dev_provider_credentials() -> dict[str, dict[str, Any]]:
             "group_code": f"dev-group-{secrets.token_hex(4)}",
             "inn": digits(10),
         },
+        "mobile": {"api_key": "test_" + secrets.token_urlsafe(24), "webhook_secret": secrets.token_urlsafe(32)},
         "qiwi": {"enabled": False},
     }
