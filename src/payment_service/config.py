@@ -7,10 +7,11 @@ variables: they are read from Vault (KV v2) at start-up by :mod:`payment_service
 
 from __future__ import annotations
 
+from decimal import Decimal
 from enum import StrEnum
 from functools import lru_cache
 
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from payment_service.providers.settings import ProvidersSettings
@@ -109,6 +110,44 @@ class ConsumerSettings(BaseModel):
     backoff_max_seconds: float = 5.0
 
 
+class DonationSettings(BaseModel):
+    """Live donations to streamers (amounts in minor units of ``currency``).
+
+    The platform fee of a donation is ``max(min_fee_minor, fee_percent % of the amount)`` and never
+    more than the amount; it is fixed when the donation is created.
+    """
+
+    currency: str = "RUB"
+    min_amount_minor: int = Field(10_00, ge=1, description="Smallest donation (must exceed the minimum fee)")
+    max_amount_minor: int = Field(300_000_00, ge=1, description="Largest single donation")
+    fee_percent: Decimal = Field(Decimal("5"), ge=0, le=100, description="Platform fee, percent of the amount")
+    min_fee_minor: int = Field(5_00, ge=0, description="The platform fee is at least this")
+    message_max_length: int = Field(300, ge=1, description="Longer messages are cut (characters)")
+    display_name_max_length: int = Field(32, ge=1)
+    banned_words: list[str] = Field(
+        default_factory=list, description="Word stems masked in messages and names (case-insensitive)"
+    )
+    request_sources: list[str] = Field(
+        default_factory=lambda: ["streaming-service"],
+        description="CloudEvents sources allowed to request wallet donations over Kafka",
+    )
+    ws_heartbeat_seconds: float = Field(15.0, gt=0, description="Ping frame interval on the alert WebSocket")
+    ws_catch_up_seconds: float = Field(
+        30.0, gt=0, description="Each alert connection re-reads the alert log this often (missed pub/sub messages)"
+    )
+    alert_publish_grace_seconds: float = Field(
+        1.0, ge=0, description="Alerts not published this long after commit are published by the worker job"
+    )
+
+    @model_validator(mode="after")
+    def _streamer_gets_something(self) -> DonationSettings:
+        if self.min_amount_minor <= self.min_fee_minor:
+            raise ValueError("min_amount_minor must exceed min_fee_minor")
+        if self.max_amount_minor < self.min_amount_minor:
+            raise ValueError("max_amount_minor must be at least min_amount_minor")
+        return self
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="PAYMENT_",
@@ -132,6 +171,7 @@ class Settings(BaseSettings):
     consumer: ConsumerSettings = ConsumerSettings()
     wallet: WalletSettings = WalletSettings()
     providers: ProvidersSettings = ProvidersSettings()
+    donations: DonationSettings = DonationSettings()
 
     @property
     def is_production(self) -> bool:
