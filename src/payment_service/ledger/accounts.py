@@ -25,6 +25,8 @@ code                                   type       normal  may go negative hot
 ``provider:{name}:clearing``           asset      debit   yes             yes
 ``provider:{name}:fees``               expense    debit   yes             yes
 ``external:world``                     equity     credit  yes             yes
+``platform:donation_clearing``         liability  credit  yes             yes
+``streamer:{id}:receivable``           asset      debit   no              no
 =====================================  =========  ======  ==============  ===
 """
 
@@ -143,4 +145,19 @@ def provider_fees(provider: str, currency: str = "RUB") -> AccountSpec:
     """Fees a payment provider kept from captured payments (an expense of the platform)."""
     return AccountSpec(
         f"provider:{_part(provider)}:fees", currency, AccountType.expense, NormalBalance.debit, True, True
+    )
+
+
+def donation_clearing(currency: str = "RUB") -> AccountSpec:
+    """Money paid for donations by card/SBP/mobile, until the donation splits it (same transaction).
+
+    Nets to zero per donation; may be negative in between. Hot: every donation passes through it.
+    """
+    return _liability("platform:donation_clearing", currency, hot=True, allow_negative=True)
+
+
+def streamer_receivable(streamer_id: object, currency: str = "RUB") -> AccountSpec:
+    """What a streamer owes the platform: a chargeback clawed back more than their balance held."""
+    return AccountSpec(
+        f"streamer:{_part(streamer_id)}:receivable", currency, AccountType.asset, NormalBalance.debit, False, False
     )
