@@ -10,6 +10,7 @@ from __future__ import annotations
 from decimal import Decimal
 from enum import StrEnum
 from functools import lru_cache
+from typing import Literal
 
 from pydantic import BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -148,6 +149,25 @@ class DonationSettings(BaseModel):
         return self
 
 
+class PlaytimeSettings(BaseModel):
+    """The platform's playtime API (refund rules ask how long a user played a purchased game)."""
+
+    base_url: str | None = Field(None, description="e.g. http://platform/internal; None: playtime is unknown")
+    token: SecretStr | None = Field(None, description="Bearer token of this service at the platform")
+    timeout_seconds: float = 2.0
+
+
+class RefundSettings(BaseModel):
+    """Steam-like auto-approval of refunds (see ``refund/rules.py``)."""
+
+    auto_window_days: int = Field(14, ge=0, description="Approved at once when asked within this many days")
+    max_playtime_minutes: int = Field(120, ge=0, description="... and with less playtime than this")
+    abuse_period_days: int = Field(30, ge=1)
+    abuse_max_refunds: int = Field(3, ge=0, description="More refunds of other purchases in the period: review")
+    hard_window_days: int = Field(90, ge=0, description="Later requests are rejected (refund_window_expired)")
+    over_playtime: Literal["review", "reject"] = Field("review", description="reject: refund_playtime_exceeded")
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="PAYMENT_",
@@ -171,6 +191,8 @@ class Settings(BaseSettings):
     consumer: ConsumerSettings = ConsumerSettings()
     wallet: WalletSettings = WalletSettings()
     providers: ProvidersSettings = ProvidersSettings()
+    playtime: PlaytimeSettings = PlaytimeSettings()
+    refunds: RefundSettings = RefundSettings()
     donations: DonationSettings = DonationSettings()
 
     @property
