@@ -21,12 +21,12 @@ from typing import Any
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from payment_service.errors import NotFound, Unauthorized
+from payment_service.errors import NotFound, ServiceUnavailable, Unauthorized
 from payment_service.models.payment import ProviderEventStatus
 from payment_service.payment import service as payment_service
 from payment_service.provider_event import repository
 from payment_service.providers.cards import CardScheme
-from payment_service.providers.errors import ProviderSignatureInvalid
+from payment_service.providers.errors import ProviderError, ProviderSignatureInvalid
 from payment_service.providers.metrics import WEBHOOKS
 from payment_service.providers.ports import (
     ActionType,
@@ -50,6 +50,11 @@ sync still resolves its payment from the provider)."""
 class UnknownWebhookProvider(NotFound):
     code = "unknown_provider"
     title = "No such payment provider"
+
+
+class WebhookVerificationUnavailable(ServiceUnavailable):
+    code = "webhook_verification_unavailable"
+    title = "The webhook cannot be verified with the provider right now; deliver it again later"
 
 
 class WebhookSignatureInvalid(Unauthorized):
@@ -136,6 +141,12 @@ async def receive(
     except ProviderSignatureInvalid as exc:
         log.warning("webhook_rejected", provider=provider, remote_addr=remote_addr, reason=exc.message)
         raise WebhookSignatureInvalid() from None
+    except ProviderError as exc:
+        # Verification needs the provider (YooKassa: re-fetch the object) and it is unreachable or
+        # its breaker is open: refuse with 503 so the provider delivers the notification again.
+        WEBHOOKS.labels(provider, "verification_unavailable").inc()
+        log.warning("webhook_verification_unavailable", provider=provider, error=exc.message)
+        raise WebhookVerificationUnavailable(retry_after=30) from None
     summary: dict[str, Any] = {}
     if event.payment is not None:
         summary = summarize(event.payment)
