@@ -230,3 +230,60 @@ PAYMENT_EVENT_FOR_STATUS: dict[str, type[_PaymentStatusEvent]] = {
     "canceled": PaymentCanceled,
     "expired": PaymentExpired,
 }
+
+
+# ── donations (topic payments.donation, key = streamer id) ──────────────────────────────────
+# Keyed by the streamer (not the donation): the Streaming Service shows a channel's alerts in
+# order, and a donation has a single terminal event, so nothing needs per-donation ordering.
+
+
+class DonationProcessed(Event):
+    """A donation was paid and split: the streamer's balance and the platform fee are credited.
+
+    ``alert_seq`` is the donation's position in the streamer's alert log (1, 2, 3 … without gaps),
+    the same id the overlay WebSocket uses. ``display_name`` and ``message`` are the moderated
+    texts shown on stream (public by nature: the donor wrote them for the broadcast).
+    """
+
+    type = "donation.processed"
+    version = 1
+    topic = "payments.donation"
+
+    donation_id: uuid.UUID
+    streamer_id: str
+    donor_id: str
+    """Platform user id of the donor."""
+    source: str
+    """payment (card, SBP, mobile …) or wallet."""
+    method: str
+    payment_id: uuid.UUID | None = None
+    request_id: str | None = None
+    """CloudEvents id of the Streaming Service request that asked for it, if any."""
+    amount_minor: int
+    streamer_amount_minor: int
+    fee_minor: int
+    currency: str
+    alert_seq: int
+    display_name: str
+    message: str | None = None
+    occurred_at: datetime
+
+
+class DonationFailed(Event):
+    """A donation could not be paid (declined, canceled, expired, wallet short of money); no money moved."""
+
+    type = "donation.failed"
+    version = 1
+    topic = "payments.donation"
+
+    donation_id: uuid.UUID
+    streamer_id: str
+    donor_id: str
+    source: str
+    payment_id: uuid.UUID | None = None
+    request_id: str | None = None
+    amount_minor: int
+    currency: str
+    reason: str
+    """insufficient_funds, payment_failed, payment_canceled, payment_expired …"""
+    occurred_at: datetime
