@@ -63,6 +63,7 @@ SEED_AMOUNT = 10**12  # kopecks per wallet: no transfer in a run can exhaust it
 class Config:
     admin_dsn: str
     duration: float
+    rounds: int
     warmup: float
     clients: int
     threads: int
@@ -110,13 +111,17 @@ def _pg_args(dsn: str) -> list[str]:
     return args
 
 
-def _pgbench(cfg: Config, database: str) -> float:
+def _pgbench_init(cfg: Config, database: str) -> None:
     base = _pg_args(cfg.admin_dsn)
     subprocess.run(["pgbench", *base, "-i", "-q", "-s", str(cfg.scale), database], check=True, capture_output=True)
+
+
+def _pgbench_run(cfg: Config, database: str, seconds: float) -> float:
+    base = _pg_args(cfg.admin_dsn)
     subprocess.run(["psql", *base, "-d", database, "-qc", "CHECKPOINT"], check=True, capture_output=True)
     command = ["pgbench", *base, "-n", "-c", str(cfg.clients), "-j", str(cfg.threads)]
     out = subprocess.run(
-        [*command, "-T", str(max(1, int(cfg.duration))), database], check=True, capture_output=True, text=True
+        [*command, "-T", str(max(1, round(seconds))), database], check=True, capture_output=True, text=True
     ).stdout
     match = re.search(r"tps = ([\d.]+) \(without initial connection time\)", out)
     if match is None:
@@ -124,10 +129,10 @@ def _pgbench(cfg: Config, database: str) -> float:
     return float(match.group(1))
 
 
-async def run_pgbench(cfg: Config, database: str) -> float:
+async def setup_pgbench(cfg: Config, database: str) -> None:
     await _admin(cfg.admin_dsn, f'DROP DATABASE IF EXISTS "{database}"')
     await _admin(cfg.admin_dsn, f'CREATE DATABASE "{database}"')
-    return await asyncio.to_thread(_pgbench, cfg, database)
+    await asyncio.to_thread(_pgbench_init, cfg, database)
 
 
 # ---- ledger -----------------------------------------------------------------------------------------
@@ -139,7 +144,7 @@ def _migrate(dsn: str) -> None:
 
     alembic_cfg = AlembicConfig(str(ROOT / "alembic.ini"))
     alembic_cfg.set_main_option("sqlalchemy.url", dsn)
-    command.upgrade(alembic_cfg, "head")
+    command.upgrade(alembic_cfg, "heads")
 
 
 async def setup_ledger(cfg: Config, database: str) -> list[ledger_accounts.AccountSpec]:
@@ -328,44 +333,86 @@ async def check_invariants(dsn: str, *, expected_transfers: int, tag: str) -> li
 # ---- main -------------------------------------------------------------------------------------------
 
 
+def _merge(name: str, rounds: list[Workload]) -> Workload:
+    """One workload over all rounds: total transfers over total time, worst lag, all problems."""
+    seconds = sum(w.seconds for w in rounds)
+    measured = sum(w.tps * w.seconds for w in rounds)
+    return Workload(
+        name=name,
+        transfers=sum(w.transfers for w in rounds),
+        seconds=round(seconds, 2),
+        tps=round(measured / seconds, 1) if seconds else 0.0,
+        p50_ms=round(statistics.median(w.p50_ms for w in rounds), 2),
+        p99_ms=max(w.p99_ms for w in rounds),
+        retries=sum(w.retries for w in rounds),
+        fold_lag_max_ms=max(w.fold_lag_max_ms for w in rounds),
+        invariants_ok=all(w.invariants_ok for w in rounds),
+        problems=[p for w in rounds for p in w.problems],
+    )
+
+
 async def main(cfg: Config) -> int:
     suffix = f"{os.getpid()}"
     pgbench_db = f"bench_pgbench_{suffix}"
     ledger_db = f"bench_ledger_{suffix}"
     report: dict[str, object] = {"config": asdict(cfg)}
+    per_round = cfg.duration / cfg.rounds
+    workloads = ["uniform", "hot"] + (["session"] if cfg.with_session else [])
+    ok = False
     try:
-        print(f"pgbench TPC-B: scale {cfg.scale}, -c {cfg.clients} -j {cfg.threads} -T {int(cfg.duration)} ...")
-        tps_a = await run_pgbench(cfg, pgbench_db)
-        await _admin(cfg.admin_dsn, f'DROP DATABASE IF EXISTS "{pgbench_db}"')
-        print(f"  a = {tps_a:,.0f} TPS")
-        print(f"ledger: {cfg.accounts} wallets, {cfg.clients} clients, {cfg.duration:g} s per workload ...")
+        print(f"setup: pgbench -i -s {cfg.scale}; ledger with {cfg.accounts} funded wallets ...")
+        await setup_pgbench(cfg, pgbench_db)
         wallets = await setup_ledger(cfg, ledger_db)
         if cfg.warmup > 0:
             # Unmeasured: fills the caches and makes the server create its WAL segments (pgbench got
             # both from its own initialisation); without it the first workload waits on WALWrite.
             warm = await run_workload(cfg, ledger_db, "uniform", wallets, duration=cfg.warmup)
-            print(f"  (warm-up {cfg.warmup:g} s: {warm.tps:,.0f} transfers/s)")
-        workloads = ["uniform", "hot"] + (["session"] if cfg.with_session else [])
-        results: dict[str, Workload] = {}
-        for name in workloads:
-            results[name] = await run_workload(cfg, ledger_db, name, wallets)
-            w = results[name]
+            print(f"  warm-up {cfg.warmup:g} s: {warm.tps:,.0f} transfers/s (not counted)")
+        print(
+            f"{cfg.rounds} round(s) of {per_round:g} s each: pgbench TPC-B (-c {cfg.clients} -j {cfg.threads}), "
+            f"then {', '.join(workloads)} ({cfg.clients} clients); the machine's other load hits all alike"
+        )
+        pgbench_tps: list[float] = []
+        rounds: dict[str, list[Workload]] = {name: [] for name in workloads}
+        for r in range(cfg.rounds):
+            tps_a = await asyncio.to_thread(_pgbench_run, cfg, pgbench_db, per_round)
+            pgbench_tps.append(tps_a)
+            line = [f"  round {r + 1}: a = {tps_a:,.0f}"]
+            for name in workloads:
+                w = await run_workload(cfg, ledger_db, name, wallets, duration=per_round)
+                rounds[name].append(w)
+                line.append(f"{name} = {w.tps:,.0f} ({w.tps / tps_a:.2f}a)")
+            print("  ".join(line))
+        tps_a = round(sum(pgbench_tps) / len(pgbench_tps), 1)
+        results = {name: _merge(name, rs) for name, rs in rounds.items()}
+        print(f"pgbench TPC-B: a = {tps_a:,.0f} TPS (mean of {cfg.rounds})")
+        for name, w in results.items():
             print(
                 f"  {name:8s} {w.tps:>9,.0f} transfers/s  p50 {w.p50_ms:.1f} ms  p99 {w.p99_ms:.1f} ms  "
                 f"retries {w.retries}  fold lag max {w.fold_lag_max_ms} ms  "
                 f"invariants {'ok' if w.invariants_ok else 'FAILED: ' + '; '.join(w.problems)}"
             )
-        uniform, hot = results["uniform"], results["hot"]
+
+        def median_ratio(name: str, base: list[float]) -> float:
+            return round(statistics.median(w.tps / b for w, b in zip(rounds[name], base, strict=True) if b), 2)
+
+        uniform_tps = [w.tps for w in rounds["uniform"]]
         ratios = {
-            "uniform/a": round(uniform.tps / tps_a, 2),
-            "hot/a": round(hot.tps / tps_a, 2),
-            "hot/uniform": round(hot.tps / uniform.tps, 2) if uniform.tps else 0.0,
+            "uniform/a": median_ratio("uniform", pgbench_tps),
+            "hot/a": median_ratio("hot", pgbench_tps),
+            "hot/uniform": median_ratio("hot", uniform_tps),
         }
         if "session" in results:
-            ratios["session/a"] = round(results["session"].tps / tps_a, 2)
-        print("ratios: " + "  ".join(f"{k} = {v:.2f}" for k, v in ratios.items()))
+            ratios["session/a"] = median_ratio("session", pgbench_tps)
+        print("ratios (median over rounds): " + "  ".join(f"{k} = {v:.2f}" for k, v in ratios.items()))
         print("targets: uniform/a >= 1.00, hot/uniform >= 0.90")
-        report.update(pgbench_tps=tps_a, workloads={k: asdict(v) for k, v in results.items()}, ratios=ratios)
+        report.update(
+            pgbench_tps=tps_a,
+            pgbench_rounds=pgbench_tps,
+            workloads={k: asdict(v) for k, v in results.items()},
+            rounds={k: [w.tps for w in rs] for k, rs in rounds.items()},
+            ratios=ratios,
+        )
         ok = all(w.invariants_ok for w in results.values())
     finally:
         if not cfg.keep:
@@ -382,7 +429,8 @@ def parse_args(argv: list[str] | None = None) -> Config:
         default=os.environ.get("BENCH_ADMIN_DSN", "postgresql://postgres@127.0.0.1:5432/postgres"),
         help="admin connection (scratch databases are created next to it)",
     )
-    parser.add_argument("--duration", type=float, default=30.0, help="seconds per workload (pgbench too)")
+    parser.add_argument("--duration", type=float, default=30.0, help="seconds per workload (pgbench too), in total")
+    parser.add_argument("--rounds", type=int, default=3, help="interleave pgbench and ledger in this many rounds")
     parser.add_argument("--warmup", type=float, default=10.0, help="unmeasured ledger seconds before measuring")
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--threads", type=int, default=2, help="pgbench -j")
@@ -395,6 +443,7 @@ def parse_args(argv: list[str] | None = None) -> Config:
     cfg = Config(
         admin_dsn=args.dsn,
         duration=args.duration,
+        rounds=max(1, args.rounds),
         warmup=args.warmup,
         clients=args.clients,
         threads=args.threads,
@@ -405,7 +454,7 @@ def parse_args(argv: list[str] | None = None) -> Config:
         smoke=args.smoke,
     )
     if args.smoke:
-        cfg.duration, cfg.warmup, cfg.clients, cfg.scale, cfg.accounts = 1.0, 0.5, 4, 1, 200
+        cfg.duration, cfg.rounds, cfg.warmup, cfg.clients, cfg.scale, cfg.accounts = 1.0, 1, 0.5, 4, 1, 200
         cfg.with_session = True
     return cfg
 
