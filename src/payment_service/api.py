@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
+from payment_service.donation.endpoints import router as donation_router
+from payment_service.donation.ws import router as donation_ws_router
 from payment_service.health.endpoints import router as health_router
 from payment_service.inbox.endpoints import router as inbox_router
 from payment_service.meta.endpoints import router as meta_router
@@ -23,4 +25,6 @@ ROUTERS: tuple[APIRouter, ...] = (
     provider_event_router,
     inbox_router,
     wallet_router,
+    donation_router,
+    donation_ws_router,
 )

@@ -29,6 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from payment_service.config import Settings
 from payment_service.db import transaction
+from payment_service.donation import tasks as donation_tasks
 from payment_service.inbox import service as inbox_service
 from payment_service.inbox.consumer import EventConsumer
 from payment_service.inbox.service import Handler
@@ -99,11 +100,12 @@ PERIODIC_JOBS: tuple[PeriodicJob, ...] = (
     PeriodicJob("prune_idempotency_keys", every=timedelta(minutes=5), run=prune_idempotency_keys),
     PeriodicJob("prune_outbox", every=timedelta(minutes=10), run=prune_outbox),
     PeriodicJob("prune_inbox", every=timedelta(hours=1), run=prune_inbox),
+    PeriodicJob("publish_donation_alerts", every=timedelta(seconds=1), run=donation_tasks.publish_pending_alerts),
 )
 
 # ── consumers of other services' topics ──────────────────────────────────────────────────────
 
-CONSUMERS: Mapping[str, Handler] = MappingProxyType({})
+CONSUMERS: Mapping[str, Handler] = MappingProxyType({**donation_tasks.CONSUMERS})
 """Logical topic → handler (``inbox.consumer.dispatch_by_type`` routes one topic by event type)."""
 
 

@@ -1,6 +1,7 @@
 """Every ORM model; importing this package lets Alembic see all tables."""
 
 from payment_service.models.base import Base
+from payment_service.models.donation import Donation, DonationStreamer
 from payment_service.models.idempotency_key import IdempotencyKey
 from payment_service.models.inbox import DeadLetter, InboxEvent
 from payment_service.models.ledger import LedgerAccount, LedgerAccountDelta, LedgerEntry, LedgerHold, LedgerTransfer
@@ -10,3 +11,4 @@ from payment_service.models.payment import Payment, PaymentAttempt, ProviderEven
 __all__ = ["Base", "DeadLetter", "IdempotencyKey", "InboxEvent", "OutboxEvent"]
 __all__ += ["LedgerAccount", "LedgerAccountDelta", "LedgerEntry", "LedgerHold", "LedgerTransfer"]
 __all__ += ["Payment", "PaymentAttempt", "ProviderEvent"]
+__all__ += ["Donation", "DonationStreamer"]

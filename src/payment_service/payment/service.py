@@ -19,7 +19,7 @@ Invariants this module keeps:
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -457,7 +457,34 @@ _ATTEMPT_FOR = {
 def _purpose_account(payment: Payment) -> accounts.AccountSpec:
     if PaymentPurpose(payment.purpose) is PaymentPurpose.wallet_top_up:
         return accounts.user_wallet(payment.payer_id, payment.currency)
+    if PaymentPurpose(payment.purpose) is PaymentPurpose.donation:
+        return accounts.donation_clearing(payment.currency)
     return accounts.order_clearing(payment.currency)
+
+
+# ---- purpose hooks ------------------------------------------------------------------------------
+
+StatusHook = Callable[[AsyncSession, Payment, datetime], Awaitable[None]]
+"""``hook(session, payment, now)``: runs in the transaction that gave the payment its new status."""
+
+_STATUS_HOOKS: dict[PaymentPurpose, list[StatusHook]] = {}
+
+
+def on_status_change(purpose: PaymentPurpose, hook: StatusHook) -> None:
+    """Run ``hook`` whenever a payment of ``purpose`` reaches a new status (after its ledger effects
+    and its event), in the same transaction, so the purpose's own effects (e.g. a donation's split)
+    commit or roll back together with the payment's. Registering the same hook twice is a no-op.
+
+    A hook that raises aborts the whole application of the provider's answer (it is retried like
+    any failed application: webhook inbox, status sync).
+    """
+    hooks = _STATUS_HOOKS.setdefault(purpose, [])
+    if hook not in hooks:
+        hooks.append(hook)
+
+
+def status_hooks(purpose: PaymentPurpose) -> tuple[StatusHook, ...]:
+    return tuple(_STATUS_HOOKS.get(purpose, ()))
 
 
 def _reference(payment: Payment) -> str:
@@ -691,6 +718,8 @@ async def _set_status(session: AsyncSession, payment: Payment, target: PaymentSt
         payment.finished_at = now
         payment.action = None if target is not PaymentStatus.succeeded else payment.action
     await _emit(session, payment, now=now)
+    for hook in status_hooks(PaymentPurpose(payment.purpose)):
+        await hook(session, payment, now)
     return True
 
 
