@@ -31,6 +31,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import multiprocessing
 import os
 import random
 import re
@@ -39,6 +40,7 @@ import subprocess
 import sys
 import time
 import uuid
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -178,6 +180,8 @@ async def _fold_loop(dsn: str, stop: asyncio.Event, lags: list[int]) -> None:
     """The fold job, every 100 ms, on its own connection (what the worker runs)."""
     conn = await asyncpg.connect(dsn)
     try:
+        # Leftovers of the previous workload (committed after its folder stopped) are not lag.
+        await ledger_tasks.fold_deltas(conn, now=datetime.now(UTC))
         while not stop.is_set():
             with contextlib.suppress(Exception):
                 result = await ledger_tasks.fold_deltas(conn, now=datetime.now(UTC))
@@ -188,97 +192,142 @@ async def _fold_loop(dsn: str, stop: asyncio.Event, lags: list[int]) -> None:
         await conn.close()
 
 
-async def run_workload(
-    cfg: Config, database: str, name: str, wallets: list[ledger_accounts.AccountSpec], *, duration: float | None = None
-) -> Workload:
-    dsn = _dsn_for(cfg.admin_dsn, database)
+@dataclass
+class _Share:
+    """What one client process did in the measured window."""
+
+    transfers: int
+    measured: int
+    retries: int
+    latencies: list[float]
+
+
+async def _clients(
+    dsn: str, name: str, first: int, count: int, accounts: int, tag: str, start_at: float, seconds: float, pool: int
+) -> _Share:
+    """``count`` clients (ids from ``first``), each on its own connection, posting until the window ends."""
+    wallets = [ledger_accounts.user_wallet(f"bench{i}") for i in range(accounts)]
     fees = ledger_accounts.platform_fees()
-    await _admin(dsn, "CHECKPOINT")
-    result = Workload(name=name)
-    latencies: list[float] = []
-    stop = asyncio.Event()
-    lags: list[int] = []
-    tag = uuid.uuid4().hex[:8]
-    use_session = name == "session"
+    share = _Share(0, 0, 0, [])
+    end_at = start_at + seconds
     engine = None
     sessionmaker = None
-    if use_session:
+    if name == "session":
         from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 
         engine = create_async_engine(
-            dsn.replace("postgresql://", "postgresql+asyncpg://", 1), pool_size=cfg.clients, max_overflow=0
+            dsn.replace("postgresql://", "postgresql+asyncpg://", 1), pool_size=pool, max_overflow=0
         )
         sessionmaker = async_sessionmaker(engine, expire_on_commit=False)
 
+    async def post(conn: asyncpg.Connection | None, posting: Posting, key: str) -> None:
+        kwargs = {"postings": [posting], "idempotency_key": key, "reference": key, "reason": "bench"}
+        if conn is not None:
+            await ledger_service.transfer(conn, now=datetime.now(UTC), **kwargs)  # type: ignore[arg-type]
+            return
+        assert sessionmaker is not None
+
+        async def work(session: object) -> None:
+            await ledger_service.transfer(session, now=datetime.now(UTC), **kwargs)  # type: ignore[arg-type]
+
+        await ledger_service.run_in_transaction(sessionmaker, work)
+
     async def client(index: int) -> None:
         rng = random.Random(index)
-        conn = None if use_session else await asyncpg.connect(dsn)
+        conn = None if sessionmaker is not None else await asyncpg.connect(dsn)
         try:
             n = 0
-            while not stop.is_set():
+            while time.time() < end_at:
                 debit = rng.choice(wallets)
                 credit = fees if name == "hot" else rng.choice(wallets)
                 if credit is debit:
                     continue
                 n += 1
                 posting = Posting(debit, credit, Money(rng.randint(1, 10_000), "RUB"))
-                key = f"bench:{tag}:{index}:{n}"
                 started = time.perf_counter()
                 for _attempt in range(10):
                     try:
-                        if conn is not None:
-                            await ledger_service.transfer(
-                                conn,
-                                postings=[posting],
-                                idempotency_key=key,
-                                reference=key,
-                                reason="bench",
-                                now=datetime.now(UTC),
-                            )
-                        else:
-                            assert sessionmaker is not None
-
-                            async def work(session: object, posting: Posting = posting, key: str = key) -> None:
-                                await ledger_service.transfer(
-                                    session,  # type: ignore[arg-type]
-                                    postings=[posting],
-                                    idempotency_key=key,
-                                    reference=key,
-                                    reason="bench",
-                                    now=datetime.now(UTC),
-                                )
-
-                            await ledger_service.run_in_transaction(sessionmaker, work)
+                        await post(conn, posting, f"bench:{tag}:{index}:{n}")
                         break
                     except ledger_service.LedgerBusy:
-                        result.retries += 1
-                latencies.append(time.perf_counter() - started)
-                result.transfers += 1
+                        share.retries += 1
+                share.transfers += 1
+                if time.time() >= start_at:
+                    share.measured += 1
+                    share.latencies.append(time.perf_counter() - started)
         finally:
             if conn is not None:
                 await conn.close()
 
-    folder = asyncio.create_task(_fold_loop(dsn, stop, lags))
-    tasks = [asyncio.create_task(client(i)) for i in range(cfg.clients)]
-    await asyncio.sleep(0.2)  # connections open
-    counted_from = result.transfers
-    latencies.clear()
-    started = time.perf_counter()
-    await asyncio.sleep(cfg.duration if duration is None else duration)
-    measured = result.transfers - counted_from
-    elapsed = time.perf_counter() - started
-    stop.set()
-    await asyncio.gather(*tasks)
-    await folder
+    await asyncio.gather(*(client(first + i) for i in range(count)))
     if engine is not None:
         await engine.dispose()
+    return share
 
-    result.seconds = round(elapsed, 2)
-    result.tps = round(measured / elapsed, 1)
+
+def _client_process(args: tuple[str, str, int, int, int, str, float, float, int]) -> _Share:
+    return uvloop.run(_clients(*args))
+
+
+def _ready(delay: float) -> int:
+    """Run once per worker process before measuring: imports done, so start times are met."""
+    time.sleep(delay)
+    return os.getpid()
+
+
+def client_pool(cfg: Config) -> ProcessPoolExecutor | None:
+    jobs = max(1, min(cfg.threads, cfg.clients))
+    if jobs == 1:
+        return None
+    pool = ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"))
+    pids = set(pool.map(_ready, [0.5] * jobs))
+    if len(pids) != jobs:
+        raise RuntimeError("client processes did not all start")
+    return pool
+
+
+async def run_workload(
+    cfg: Config,
+    database: str,
+    name: str,
+    wallets: list[ledger_accounts.AccountSpec],
+    *,
+    duration: float | None = None,
+    pool: ProcessPoolExecutor | None = None,
+) -> Workload:
+    """``cfg.clients`` clients split over ``cfg.threads`` processes (as pgbench ``-c``/``-j``)."""
+    dsn = _dsn_for(cfg.admin_dsn, database)
+    await _admin(dsn, "CHECKPOINT")
+    seconds = cfg.duration if duration is None else duration
+    tag = uuid.uuid4().hex[:8]
+    jobs = max(1, min(cfg.threads, cfg.clients)) if pool is not None else 1
+    per_job = [cfg.clients // jobs + (1 if j < cfg.clients % jobs else 0) for j in range(jobs)]
+    start_at = time.time() + 0.5  # connections open
+    args = [
+        (dsn, name, sum(per_job[:j]), per_job[j], len(wallets), tag, start_at, seconds, per_job[j]) for j in range(jobs)
+    ]
+    stop = asyncio.Event()
+    lags: list[int] = []
+    folder = asyncio.create_task(_fold_loop(dsn, stop, lags))
+    try:
+        if pool is None:
+            shares = [await _clients(*args[0])]
+        else:
+            loop = asyncio.get_running_loop()
+            shares = list(await asyncio.gather(*(loop.run_in_executor(pool, _client_process, a) for a in args)))
+    finally:
+        stop.set()
+        await folder
+
+    result = Workload(name=name)
+    result.transfers = sum(s.transfers for s in shares)
+    result.retries = sum(s.retries for s in shares)
+    result.seconds = round(seconds, 2)
+    result.tps = round(sum(s.measured for s in shares) / seconds, 1)
+    latencies = sorted(x for s in shares for x in s.latencies)
     if latencies:
-        ordered = sorted(latencies)
-        result.p50_ms = round(1000 * statistics.median(ordered), 2)
-        result.p99_ms = round(1000 * ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))], 2)
+        result.p50_ms = round(1000 * statistics.median(latencies), 2)
+        result.p99_ms = round(1000 * latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))], 2)
     result.fold_lag_max_ms = max(lags, default=0)
     result.problems = await check_invariants(dsn, expected_transfers=result.transfers, tag=tag)
     result.invariants_ok = not result.problems
@@ -359,6 +408,7 @@ async def main(cfg: Config) -> int:
     per_round = cfg.duration / cfg.rounds
     workloads = ["uniform", "hot"] + (["session"] if cfg.with_session else [])
     ok = False
+    pool = client_pool(cfg)
     try:
         print(f"setup: pgbench -i -s {cfg.scale}; ledger with {cfg.accounts} funded wallets ...")
         await setup_pgbench(cfg, pgbench_db)
@@ -366,11 +416,12 @@ async def main(cfg: Config) -> int:
         if cfg.warmup > 0:
             # Unmeasured: fills the caches and makes the server create its WAL segments (pgbench got
             # both from its own initialisation); without it the first workload waits on WALWrite.
-            warm = await run_workload(cfg, ledger_db, "uniform", wallets, duration=cfg.warmup)
+            warm = await run_workload(cfg, ledger_db, "uniform", wallets, duration=cfg.warmup, pool=pool)
             print(f"  warm-up {cfg.warmup:g} s: {warm.tps:,.0f} transfers/s (not counted)")
         print(
             f"{cfg.rounds} round(s) of {per_round:g} s each: pgbench TPC-B (-c {cfg.clients} -j {cfg.threads}), "
-            f"then {', '.join(workloads)} ({cfg.clients} clients); the machine's other load hits all alike"
+            f"then {', '.join(workloads)} ({cfg.clients} clients in {cfg.threads} processes); "
+            "other load on the machine hits all alike"
         )
         pgbench_tps: list[float] = []
         rounds: dict[str, list[Workload]] = {name: [] for name in workloads}
@@ -379,7 +430,7 @@ async def main(cfg: Config) -> int:
             pgbench_tps.append(tps_a)
             line = [f"  round {r + 1}: a = {tps_a:,.0f}"]
             for name in workloads:
-                w = await run_workload(cfg, ledger_db, name, wallets, duration=per_round)
+                w = await run_workload(cfg, ledger_db, name, wallets, duration=per_round, pool=pool)
                 rounds[name].append(w)
                 line.append(f"{name} = {w.tps:,.0f} ({w.tps / tps_a:.2f}a)")
             print("  ".join(line))
@@ -394,7 +445,8 @@ async def main(cfg: Config) -> int:
             )
 
         def median_ratio(name: str, base: list[float]) -> float:
-            return round(statistics.median(w.tps / b for w, b in zip(rounds[name], base, strict=True) if b), 2)
+            values = [w.tps / b for w, b in zip(rounds[name], base, strict=True) if b]
+            return round(statistics.median(values), 2) if values else 0.0
 
         uniform_tps = [w.tps for w in rounds["uniform"]]
         ratios = {
@@ -415,6 +467,8 @@ async def main(cfg: Config) -> int:
         )
         ok = all(w.invariants_ok for w in results.values())
     finally:
+        if pool is not None:
+            pool.shutdown()
         if not cfg.keep:
             await _admin(cfg.admin_dsn, f'DROP DATABASE IF EXISTS "{pgbench_db}" WITH (FORCE)')
             await _admin(cfg.admin_dsn, f'DROP DATABASE IF EXISTS "{ledger_db}" WITH (FORCE)')
@@ -433,7 +487,7 @@ def parse_args(argv: list[str] | None = None) -> Config:
     parser.add_argument("--rounds", type=int, default=3, help="interleave pgbench and ledger in this many rounds")
     parser.add_argument("--warmup", type=float, default=10.0, help="unmeasured ledger seconds before measuring")
     parser.add_argument("--clients", type=int, default=16)
-    parser.add_argument("--threads", type=int, default=2, help="pgbench -j")
+    parser.add_argument("--threads", type=int, default=2, help="pgbench -j, and ledger client processes")
     parser.add_argument("--scale", type=int, default=10, help="pgbench -s")
     parser.add_argument("--accounts", type=int, default=10_000, help="wallets in the uniform workload")
     parser.add_argument("--with-session", action="store_true", help="also measure through AsyncSession")
