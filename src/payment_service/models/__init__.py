@@ -7,8 +7,10 @@ from payment_service.models.inbox import DeadLetter, InboxEvent
 from payment_service.models.ledger import LedgerAccount, LedgerAccountDelta, LedgerEntry, LedgerHold, LedgerTransfer
 from payment_service.models.outbox import OutboxEvent
 from payment_service.models.payment import Payment, PaymentAttempt, ProviderEvent
+from payment_service.models.refund import Refund
 
 __all__ = ["Base", "DeadLetter", "IdempotencyKey", "InboxEvent", "OutboxEvent"]
 __all__ += ["LedgerAccount", "LedgerAccountDelta", "LedgerEntry", "LedgerHold", "LedgerTransfer"]
 __all__ += ["Payment", "PaymentAttempt", "ProviderEvent"]
+__all__ += ["Refund"]
 __all__ += ["Donation", "DonationStreamer"]
