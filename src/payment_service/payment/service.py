@@ -154,6 +154,16 @@ async def get(session: AsyncSession, *, principal: Principal, payment_id: uuid.U
     return payment
 
 
+async def get_for_update(session: AsyncSession, *, payment_id: uuid.UUID) -> Payment | None:
+    """The payment (with its attempts), row-locked until the end of the transaction.
+
+    For modules that change what hangs off a payment and must serialize with its status changes
+    (refunds reserve against ``captured_minor`` under this lock). No authorization: callers check
+    :func:`can_see`.
+    """
+    return await repository.get(session, payment_id, lock=True)
+
+
 async def list_payments(
     session: AsyncSession,
     *,
@@ -460,6 +470,12 @@ def _purpose_account(payment: Payment) -> accounts.AccountSpec:
     if PaymentPurpose(payment.purpose) is PaymentPurpose.donation:
         return accounts.donation_clearing(payment.currency)
     return accounts.order_clearing(payment.currency)
+
+
+def credited_account(payment: Payment) -> accounts.AccountSpec:
+    """The ledger account a payment's captured money was credited to (what a refund takes back
+    from unless the purpose's module says otherwise)."""
+    return _purpose_account(payment)
 
 
 # ---- purpose hooks ------------------------------------------------------------------------------
