@@ -287,3 +287,89 @@ class DonationFailed(Event):
     reason: str
     """insufficient_funds, payment_failed, payment_canceled, payment_expired …"""
     occurred_at: datetime
+
+
+# ── refunds (topic payments.refund, key = refund id; payment.refunded on payments.payment) ──────
+
+
+class PaymentRefunded(Event):
+    """Money of a payment went back to the payer (one refund succeeded). Keyed by the payment id,
+    so it is ordered with the payment's other events; ``refunded_minor`` is the running total."""
+
+    type = "payment.refunded"
+    version = 1
+    topic = "payments.payment"
+
+    payment_id: uuid.UUID
+    refund_id: uuid.UUID
+    payer_id: str
+    purpose: str
+    order_reference: str | None = None
+    destination: str
+    """original_method or wallet."""
+    amount_minor: int
+    """This refund."""
+    refunded_minor: int
+    """All succeeded refunds of the payment so far."""
+    captured_minor: int
+    fully_refunded: bool
+    currency: str
+    occurred_at: datetime
+
+
+class _RefundEvent(Event):
+    """A refund reached a status. ``notification_text`` is what the payer is told (Russian)."""
+
+    refund_id: uuid.UUID
+    payment_id: uuid.UUID
+    payer_id: str
+    """Platform user id of the payer (who gets the notification)."""
+    order_reference: str | None = None
+    amount_minor: int
+    currency: str
+    destination: str
+    """original_method or wallet."""
+    status: str
+    notification_text: str
+    """Russian text for the payer, e.g. «Возврат 499,00 ₽ оформлен»."""
+    occurred_at: datetime
+
+
+class RefundRequested(_RefundEvent):
+    """A refund was asked for; ``status`` says whether it was approved (processing/succeeded) or
+    waits for an administrator (pending_review, with the rule ``findings``)."""
+
+    type = "refund.requested"
+    version = 1
+    topic = "payments.refund"
+
+    findings: list[str] = []
+
+
+class RefundSucceeded(_RefundEvent):
+    """The money went back (the provider confirmed, or the wallet was credited)."""
+
+    type = "refund.succeeded"
+    version = 1
+    topic = "payments.refund"
+
+
+class RefundFailed(_RefundEvent):
+    """The provider definitely refused the refund; nothing was refunded."""
+
+    type = "refund.failed"
+    version = 1
+    topic = "payments.refund"
+
+    error_code: str | None = None
+
+
+class RefundRejected(_RefundEvent):
+    """An administrator rejected the request; nothing was refunded."""
+
+    type = "refund.rejected"
+    version = 1
+    topic = "payments.refund"
+
+    reason: str
+    """The administrator's reason (internal; the payer sees ``notification_text``)."""
