@@ -168,6 +168,23 @@ class RefundSettings(BaseModel):
     over_playtime: Literal["review", "reject"] = Field("review", description="reject: refund_playtime_exceeded")
 
 
+class CatalogSettings(BaseModel):
+    """The Game Catalog Service (prices per region, payees and revenue-share terms) and our cache of it."""
+
+    base_url: str | None = Field(
+        None, description="e.g. http://game-catalog/internal; None: checkout answers 503 catalog_unavailable"
+    )
+    token: SecretStr | None = Field(None, description="Bearer token of this service at the catalog")
+    timeout_seconds: float = Field(2.0, gt=0)
+    max_attempts: int = Field(2, ge=1, description="GETs are retried on transport errors and 5xx")
+    retry_backoff_seconds: float = Field(0.1, ge=0)
+    cache_ttl_seconds: int = Field(300, ge=0, description="How long a price is cached (0: no cache)")
+    default_region: str = Field("RU", pattern=r"^[A-Z]{2}$", description="Region of users whose token names none")
+    event_sources: list[str] = Field(
+        default_factory=lambda: ["game-catalog"], description="CloudEvents sources allowed to invalidate prices"
+    )
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="PAYMENT_",
@@ -194,6 +211,7 @@ class Settings(BaseSettings):
     playtime: PlaytimeSettings = PlaytimeSettings()
     refunds: RefundSettings = RefundSettings()
     donations: DonationSettings = DonationSettings()
+    catalog: CatalogSettings = CatalogSettings()
 
     @property
     def is_production(self) -> bool:
