@@ -264,3 +264,62 @@ class TestAccess:
 
         assert [p["id"] for p in page1["items"] + page2["items"]] == ids[::-1]
         assert page2["next_cursor"] is None
+
+
+class TestMethods:
+    async def test_sbp_returns_a_qr_payload(self, payments: PaymentsEnv) -> None:
+        r = await create(payments, provider="yookassa", method="sbp")
+
+        body = r.json()
+        assert body["status"] == "requires_action"
+        assert body["action"]["type"] == "qr"
+        assert body["action"]["qr_payload"].startswith("https://qr.nspk.ru/")
+
+    async def test_mobile_balance_payment_through_the_aggregator(self, payments: PaymentsEnv) -> None:
+        r = await create(payments, provider="mobile", method="mobile", payer_phone="79161234567", amount="150.00")
+
+        body = r.json()
+        assert r.status_code == 201, r.text
+        assert body["provider"] == "mobile"
+        assert body["status"] == "requires_action"
+        await payments.pay("mobile", await provider_id(payments, body["id"]), card_number=None, outcome=None)
+        await payments.worker.apply_webhooks()
+        assert (await get(payments, body["id"]))["status"] == "succeeded"
+        assert await payments.balance("platform:order_clearing") == 15_000
+
+
+class TestExpiry:
+    async def test_unpaid_payment_expires_and_moves_no_money(self, payments: PaymentsEnv) -> None:
+        pid = (await create(payments, provider="tbank")).json()["id"]
+        await payments.scalar("UPDATE payments SET expires_at = now() - interval '1 minute' RETURNING 1")
+
+        await payments.worker.expire()
+
+        assert (await get(payments, pid))["status"] == "expired"
+        assert await payments.balance("platform:order_clearing") == 0
+        assert "payment.expired" in await events(payments, pid)
+
+    async def test_a_payment_paid_just_before_expiry_is_applied_not_expired(self, payments: PaymentsEnv) -> None:
+        pid = (await create(payments, provider="tbank", amount="499.63")).json()["id"]  # webhooks never sent
+        await payments.emulators.state("tbank").complete_action(
+            await provider_id(payments, pid), card_number=None, outcome=None
+        )
+        await payments.scalar("UPDATE payments SET expires_at = now() - interval '1 minute' RETURNING 1")
+
+        await payments.worker.expire()
+
+        assert (await get(payments, pid))["status"] == "succeeded"
+        assert await payments.balance("platform:order_clearing") == 49_963
+
+    async def test_uncaptured_authorization_is_voided_after_the_capture_window(self, payments: PaymentsEnv) -> None:
+        pid = (await create(payments, provider="yookassa", capture=False)).json()["id"]
+        await payments.pay("yookassa", await provider_id(payments, pid), card_number=None, outcome=None)
+        await payments.worker.apply_webhooks()
+        await payments.scalar("UPDATE payments SET capture_before = now() - interval '1 minute' RETURNING 1")
+
+        await payments.worker.expire()
+
+        assert (await get(payments, pid))["status"] == "expired"
+        assert await payments.scalar("SELECT count(*) FROM ledger_holds WHERE status = 'pending'") == 0
+        released = [e for e in payments.emulators.state("yookassa").ledger if e.kind == "release"]
+        assert len(released) == 1
