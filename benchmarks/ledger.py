@@ -1,10 +1,10 @@
 """Ledger throughput against pgbench TPC-B on the same PostgreSQL server, in one run.
 
-    python benchmarks/ledger.py             # pgbench 30 s, then each ledger workload 30 s
+    python benchmarks/ledger.py             # 3 interleaved rounds x 10 s: pgbench, uniform, hot
     python benchmarks/ledger.py --smoke     # a few seconds in total: proves the script works
-    python benchmarks/ledger.py --duration 10 --with-session
+    python benchmarks/ledger.py --duration 60 --rounds 6 --with-session
 
-What it measures (16 clients, as pgbench ``-c 16 -j 2``):
+What it measures (16 clients in 2 processes, as pgbench ``-c 16 -j 2``):
 
 * ``a``  — pgbench TPC-B (scale 10, simple protocol) in a scratch database;
 * ``uniform`` — ledger transfers through ``ledger.service.transfer`` between random user wallets
@@ -17,12 +17,14 @@ What it measures (16 clients, as pgbench ``-c 16 -j 2``):
   posting statement on an asyncpg connection in autocommit (one round trip; the posting function
   is a single statement, hence atomic and durable on its own).
 
-Each ledger client holds its own connection (like pgbench clients). After each workload the
-invariants are checked in the database: per-currency sum of all balances (rows + unfolded
-deltas) is zero, no wallet is negative, every account's balance equals the sum of its entries,
-and the number of transfers equals the number of acknowledged postings. The script prints
-transfers/s, latency percentiles, the fold lag, and the ratios; it exits non-zero if an
-invariant fails. Scratch databases are dropped at the end unless ``--keep``.
+Each ledger client holds its own connection (like pgbench clients). The rounds interleave pgbench
+and the ledger workloads, so that other load on the machine hits both alike; the ratios are the
+medians of the per-round ratios. After each workload the invariants are checked in the database:
+per-currency sum of all balances (rows + unfolded deltas) is zero, no wallet is negative, every
+account's balance equals the sum of its entries, and the number of transfers equals the number
+of acknowledged postings. The script prints transfers/s, latency percentiles, the fold lag and
+the ratios, and exits non-zero if an invariant fails. Scratch databases are dropped at the end
+unless ``--keep``. Results and method: docs/performance.md.
 """
 
 from __future__ import annotations
