@@ -373,3 +373,59 @@ class RefundRejected(_RefundEvent):
 
     reason: str
     """The administrator's reason (internal; the payer sees ``notification_text``)."""
+
+
+# ── orders (topic payments.order, key = order id) ───────────────────────────────────────────
+
+
+class PaidItem(BaseModel):
+    """One line of a paid order, as the platform needs it to grant the item."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    item_id: str
+    kind: str
+    """game or dlc."""
+    preorder: bool
+    """Grant at ``release_date``, not now."""
+    release_date: str | None = None
+    """ISO date, when the catalog gave one."""
+    developer_id: str
+    price_minor: int
+
+
+class OrderPaid(Event):
+    """An order was paid in full and its money split (developer shares, platform fee, VAT) in one
+    ledger transfer. Grant the items to the buyer (pre-orders at their release date)."""
+
+    type = "order.paid"
+    version = 1
+    topic = "payments.order"
+
+    order_id: uuid.UUID
+    buyer_id: str
+    """Platform user id of the buyer (who receives the items)."""
+    region: str
+    currency: str
+    total_minor: int
+    wallet_minor: int
+    """Part paid from the platform wallet."""
+    card_minor: int
+    """Part paid through a payment provider (card, SBP, …)."""
+    payment_id: uuid.UUID | None = None
+    items: list[PaidItem]
+    occurred_at: datetime
+
+
+class OrderExpired(Event):
+    """An order was not paid in time; nothing was charged and nothing is held."""
+
+    type = "order.expired"
+    version = 1
+    topic = "payments.order"
+
+    order_id: uuid.UUID
+    buyer_id: str
+    total_minor: int
+    currency: str
+    occurred_at: datetime
