@@ -67,6 +67,8 @@ class Principal:
     kind: PrincipalKind
     subject: str
     scopes: frozenset[str] = field(default_factory=frozenset)
+    region: str | None = None
+    """Store region of a user (ISO 3166-1 alpha-2, claim ``region``): decides the prices' currency."""
 
     @property
     def key(self) -> str:
@@ -126,7 +128,12 @@ def decode_token(token: str, settings: AuthSettings) -> Principal:
         scopes = scopes & USER_SCOPES  # a user token can never carry service or admin scopes
     if kind is PrincipalKind.service and subject not in KNOWN_SERVICES:
         raise InvalidToken(f"unknown service '{subject}'")
-    return Principal(kind=kind, subject=subject, scopes=scopes)
+    region = claims.get("region")
+    if region is not None and not (
+        isinstance(region, str) and len(region) == 2 and region.isascii() and region.isupper()
+    ):
+        raise InvalidToken("region must be an ISO 3166-1 alpha-2 code")
+    return Principal(kind=kind, subject=subject, scopes=scopes, region=region)
 
 
 def mint_token(
@@ -137,6 +144,7 @@ def mint_token(
     scopes: list[str] | None = None,
     ttl_seconds: int = 3600,
     now: float | None = None,
+    region: str | None = None,
 ) -> str:
     """Mint a token (development, tests, and the ``payment-service token`` command)."""
     issued = int(now if now is not None else time.time())
@@ -151,6 +159,8 @@ def mint_token(
     }
     if scopes:
         claims["scope"] = " ".join(scopes)
+    if region is not None:
+        claims["region"] = region
     return jwt.encode(claims, _signing_key(settings, private=True), algorithm=settings.algorithm)
 
 
