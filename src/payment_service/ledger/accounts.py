@@ -27,6 +27,8 @@ code                                   type       normal  may go negative hot
 ``external:world``                     equity     credit  yes             yes
 ``platform:donation_clearing``         liability  credit  yes             yes
 ``streamer:{id}:receivable``           asset      debit   no              no
+``provider:{name}:payouts``            asset      debit   yes             yes
+``platform:referral_expense``          expense    debit   yes             yes
 =====================================  =========  ======  ==============  ===
 """
 
@@ -161,3 +163,20 @@ def streamer_receivable(streamer_id: object, currency: str = "RUB") -> AccountSp
     return AccountSpec(
         f"streamer:{_part(streamer_id)}:receivable", currency, AccountType.asset, NormalBalance.debit, False, False
     )
+
+
+def provider_payouts(provider: str, currency: str = "RUB") -> AccountSpec:
+    """Payouts sent through a payout provider (drawn from our payout balance there).
+
+    Credited when a payout is held and posted (the money leaves us); debited when the treasury tops
+    the provider's payout balance up (settlement). Negative = paid out and not yet settled. Hot:
+    every payout of a scheduled batch credits it.
+    """
+    return AccountSpec(
+        f"provider:{_part(provider)}:payouts", currency, AccountType.asset, NormalBalance.debit, True, True
+    )
+
+
+def referral_expense(currency: str = "RUB") -> AccountSpec:
+    """What the platform spends on referral rewards (the source of every referral payout)."""
+    return AccountSpec("platform:referral_expense", currency, AccountType.expense, NormalBalance.debit, True, True)
