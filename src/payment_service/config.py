@@ -15,6 +15,7 @@ from typing import Literal
 from pydantic import BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from payment_service.providers.payout_settings import PayoutProvidersSettings
 from payment_service.providers.settings import ProvidersSettings
 
 
@@ -185,6 +186,32 @@ class CatalogSettings(BaseModel):
     )
 
 
+class PayoutSettings(BaseModel):
+    """Payouts to streamers and referrers (amounts in minor units of ``currency``; see ``docs/payouts.md``)."""
+
+    currency: str = "RUB"
+    min_amount_minor: int = Field(500_00, ge=100, description="Lowest minimum a payee may choose (and the default)")
+    holding_days: int = Field(
+        14, ge=0, description="Chargeback risk: donations younger than this are not paid out by the schedule"
+    )
+    schedule_timezone: str = Field("Europe/Moscow", description="Where a schedule day starts")
+    details_key: str = Field("payout-details", description="Vault Transit key that encrypts payout details")
+    max_attempts: int = Field(5, ge=1, description="Provider attempts per payout before it fails")
+    retry_backoff_seconds: list[float] = Field(
+        default_factory=lambda: [60.0, 300.0, 1800.0, 7200.0],
+        description="Wait before the n-th new attempt after a transient failure (the last value repeats)",
+    )
+    sync_backoff_seconds: list[float] = Field(
+        default_factory=lambda: [10.0, 30.0, 120.0, 600.0], description="Status sync of open attempts"
+    )
+    stuck_after_minutes: int = Field(60, ge=1, description="Open payouts older than this count as stuck")
+    referral_sources: list[str] = Field(
+        default_factory=lambda: ["social-service"],
+        description="CloudEvents sources allowed to request referral payouts over Kafka",
+    )
+    providers: PayoutProvidersSettings = PayoutProvidersSettings()
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="PAYMENT_",
@@ -212,6 +239,7 @@ class Settings(BaseSettings):
     refunds: RefundSettings = RefundSettings()
     donations: DonationSettings = DonationSettings()
     catalog: CatalogSettings = CatalogSettings()
+    payouts: PayoutSettings = PayoutSettings()
 
     @property
     def is_production(self) -> bool:

@@ -277,3 +277,262 @@ class PaymentProvider(Protocol):
     async def aclose(self) -> None:
         """Close HTTP clients."""
         ...
+
+
+# ---- payouts ------------------------------------------------------------------------------------
+# Money going OUT to creators and referrers. Destinations carry personal data (bank details,
+# phone numbers): their sensitive fields are excluded from ``repr`` and must never be logged; the
+# business code keeps them only as Vault Transit ciphertext.
+
+
+class PayoutMethod(StrEnum):
+    """Where a payout goes."""
+
+    bank_card = "bank_card"
+    """A Russian bank card, by the provider's card token (YooKassa payout widget); we never see the PAN."""
+    bank_account = "bank_account"
+    """A Russian bank account: 20-digit account number + BIC + holder name (bank transfer)."""
+    yoomoney = "yoomoney"
+    """A YooMoney e-wallet number."""
+    sbp = "sbp"
+    """Faster Payments System by phone number and the recipient's bank (SBP bank id)."""
+
+
+class ProviderPayoutStatus(StrEnum):
+    """Normalized status of a payout at the provider."""
+
+    pending = "pending"
+    """Accepted; the money is on its way (or the provider is still deciding)."""
+    succeeded = "succeeded"
+    """The money reached the recipient's instrument. Final."""
+    failed = "failed"
+    """Refused or returned; ``failure_code`` says why. Final; nothing left our payout balance."""
+
+
+class PayoutFailureCode(StrEnum):
+    """Normalized reasons a payout fails (provider reasons are mapped into these)."""
+
+    insufficient_funds = "insufficient_funds"
+    """OUR payout balance at the provider is too low (top it up; transient)."""
+    recipient_not_found = "recipient_not_found"
+    """No such account/wallet/phone at the recipient's bank."""
+    invalid_destination = "invalid_destination"
+    """The destination details are wrong (closed account, bad token, name mismatch)."""
+    limit_exceeded = "limit_exceeded"
+    """A per-payout or periodic limit of the provider or the recipient's instrument."""
+    fraud_suspected = "fraud_suspected"
+    issuer_unavailable = "issuer_unavailable"
+    """The recipient's bank did not answer (transient)."""
+    rejected_by_payee = "rejected_by_payee"
+    recipient_check_failed = "recipient_check_failed"
+    general_decline = "general_decline"
+    unknown = "unknown"
+
+
+TRANSIENT_PAYOUT_FAILURES = frozenset(
+    {PayoutFailureCode.insufficient_funds, PayoutFailureCode.issuer_unavailable, PayoutFailureCode.unknown}
+)
+"""Failures worth a new attempt later (with a new idempotency key); the others are final."""
+
+
+def _digits(value: str | None) -> str:
+    return "".join(ch for ch in (value or "") if ch.isdigit())
+
+
+@dataclass(frozen=True, slots=True)
+class PayoutDestination:
+    """A payout destination. Sensitive fields never appear in ``repr``; log :meth:`masked` only."""
+
+    method: PayoutMethod
+    card_token: str | None = field(default=None, repr=False)
+    """bank_card: the provider's payout token for the card (from its payout widget)."""
+    card_last4: str | None = None
+    """bank_card: last four digits reported by the widget, for display."""
+    account_number: str | None = field(default=None, repr=False)
+    """bank_account: 20 digits; yoomoney: the wallet number (11-33 digits)."""
+    bic: str | None = None
+    """bank_account: 9-digit BIC of the recipient's bank."""
+    holder_name: str | None = field(default=None, repr=False)
+    """bank_account: the account holder's full name."""
+    inn: str | None = field(default=None, repr=False)
+    """bank_account: the holder's taxpayer number (optional)."""
+    phone: str | None = field(default=None, repr=False)
+    """sbp: E.164 digits without '+' (7XXXXXXXXXX)."""
+    bank_id: str | None = None
+    """sbp: the recipient's bank in the SBP directory (≤ 12 characters)."""
+
+    def __post_init__(self) -> None:
+        problem = self.problem()
+        if problem is not None:
+            raise ValueError(problem)
+
+    def problem(self) -> str | None:
+        """What is wrong with the details for the method (None when they are complete)."""
+        m = self.method
+        if m is PayoutMethod.bank_card:
+            if not self.card_token or len(self.card_token) > 256:
+                return "bank_card needs the card token from the payout widget"
+            if self.card_last4 is not None and (len(self.card_last4) != 4 or not self.card_last4.isdigit()):
+                return "card_last4 must be 4 digits"
+        elif m is PayoutMethod.bank_account:
+            account, bic = self.account_number or "", self.bic or ""
+            if len(account) != 20 or not account.isdigit():
+                return "account_number must be 20 digits"
+            if len(bic) != 9 or not bic.isdigit() or not bic.startswith("04"):
+                return "bic must be 9 digits starting with 04"
+            if not account_matches_bic(account, bic):
+                return "account_number does not match the bank's BIC (control digit)"
+            if not self.holder_name or not self.holder_name.strip() or len(self.holder_name) > 160:
+                return "holder_name is required (at most 160 characters)"
+            if self.inn is not None and (len(self.inn) not in (10, 12) or not self.inn.isdigit()):
+                return "inn must be 10 or 12 digits"
+        elif m is PayoutMethod.yoomoney:
+            wallet = self.account_number or ""
+            if not 11 <= len(wallet) <= 33 or not wallet.isdigit():
+                return "a YooMoney wallet number is 11-33 digits"
+        elif m is PayoutMethod.sbp:
+            phone = self.phone or ""
+            if len(phone) != 11 or not phone.startswith("7") or not phone.isdigit():
+                return "phone must be 7XXXXXXXXXX"
+            if not self.bank_id or len(self.bank_id) > 12:
+                return "bank_id of the recipient's bank is required (at most 12 characters)"
+        return None
+
+    def masked(self) -> str:
+        """A display form that reveals at most the last four digits (safe to store and log)."""
+        m = self.method
+        if m is PayoutMethod.bank_card:
+            return f"card *{self.card_last4}" if self.card_last4 else "card"
+        if m is PayoutMethod.bank_account:
+            return f"account *{(self.account_number or '')[-4:]} (BIC {self.bic})"
+        if m is PayoutMethod.yoomoney:
+            return f"YooMoney *{(self.account_number or '')[-4:]}"
+        return f"SBP +7 *** ***-{(self.phone or '')[-4:-2]}-{(self.phone or '')[-2:]}"
+
+    def to_json(self) -> dict[str, str]:
+        """Every field that is set (for encryption at rest; never log it)."""
+        out = {"method": str(self.method)}
+        for name in ("card_token", "card_last4", "account_number", "bic", "holder_name", "inn", "phone", "bank_id"):
+            value = getattr(self, name)
+            if value is not None:
+                out[name] = value
+        return out
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> PayoutDestination:
+        known = ("card_token", "card_last4", "account_number", "bic", "holder_name", "inn", "phone", "bank_id")
+        return cls(method=PayoutMethod(data["method"]), **{k: data[k] for k in known if data.get(k) is not None})
+
+
+_ACCOUNT_WEIGHTS = (7, 1, 3) * 8
+
+
+def account_matches_bic(account: str, bic: str) -> bool:
+    """The Bank of Russia control-digit check of a 20-digit account against its bank's BIC.
+
+    The last three digits of the BIC followed by the account (23 digits) are weighted 7, 1, 3, …;
+    the sum of the last digits of the products must end in 0 (Bank of Russia regulation 385-P).
+    """
+    digits = _digits(bic)[-3:] + _digits(account)
+    if len(digits) != 23:
+        return False
+    return sum((int(d) * w) % 10 for d, w in zip(digits, _ACCOUNT_WEIGHTS, strict=False)) % 10 == 0
+
+
+@dataclass(frozen=True, slots=True)
+class PayoutRequest:
+    """One payout attempt at one provider. ``idempotency_key`` is our attempt id."""
+
+    amount_minor: int
+    currency: str
+    destination: PayoutDestination
+    description: str
+    idempotency_key: str
+    metadata: Mapping[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.amount_minor, int) or isinstance(self.amount_minor, bool):
+            raise TypeError("amount_minor must be an int")
+        if self.amount_minor <= 0:
+            raise ValueError("amount_minor must be positive")
+        if len(self.currency) != 3 or not self.currency.isalpha() or not self.currency.isupper():
+            raise ValueError("currency must be an ISO 4217 alpha-3 code")
+
+
+@dataclass(frozen=True, slots=True)
+class PayoutResult:
+    """A payout as the provider reports it, normalized."""
+
+    provider: str
+    provider_payout_id: str
+    status: ProviderPayoutStatus
+    amount_minor: int
+    currency: str
+    failure_code: PayoutFailureCode | None = None
+    provider_status: str | None = None
+    """The provider's own status (and reason), for logs and support."""
+    idempotency_key: str | None = None
+    """Our attempt id when the provider echoes it (metadata, client reference)."""
+    destination_masked: str | None = None
+    """What the provider says about the destination (card *4444), never full details."""
+    raw: Mapping[str, Any] = field(default_factory=dict, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class PayoutRef:
+    """How to find a payout again: by the provider id, or by our attempt id when the answer was lost."""
+
+    idempotency_key: str
+    provider_payout_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PayoutEvent:
+    """A verified, parsed payout webhook; ``payout`` is what the provider's API confirms."""
+
+    provider: str
+    external_id: str
+    event_type: str
+    provider_payout_id: str
+    payout: PayoutResult
+    ack_body: str = ""
+
+
+class PayoutCapability(StrEnum):
+    status_by_idempotency_key = "status_by_idempotency_key"
+    """``get_status`` can find a payout by our attempt id alone (without the provider's id)."""
+
+
+@runtime_checkable
+class PayoutProvider(Protocol):
+    """A payout provider adapter. Every method raises only :mod:`payment_service.providers.errors`."""
+
+    name: str
+    methods: frozenset[PayoutMethod]
+    capabilities: frozenset[PayoutCapability]
+
+    async def create_transfer(self, request: PayoutRequest) -> PayoutResult:
+        """Send money to ``request.destination``; idempotent on ``request.idempotency_key``.
+
+        Returns the payout as the provider answers: ``pending``, ``succeeded`` or ``failed`` (a
+        refusal is a result with a ``failure_code``, not an exception). Raises ProviderUnavailable
+        when nothing was created, ProviderTimeout when the outcome is unknown, ProviderInvalidRequest
+        when the provider rejects the request itself, ProviderAmountMismatch when it echoes another
+        amount.
+        """
+        ...
+
+    async def get_status(self, ref: PayoutRef) -> PayoutResult:
+        """The provider's current view of the payout. ProviderNotFound when it never got it;
+        ProviderOperationNotSupported when it cannot look it up by our key alone."""
+        ...
+
+    async def parse_webhook(
+        self, body: bytes, headers: Mapping[str, str], *, remote_addr: str | None = None
+    ) -> PayoutEvent:
+        """Authenticate and parse a payout webhook; ProviderSignatureInvalid when it cannot be trusted."""
+        ...
+
+    async def aclose(self) -> None:
+        """Close HTTP clients."""
+        ...
