@@ -429,3 +429,108 @@ class OrderExpired(Event):
     total_minor: int
     currency: str
     occurred_at: datetime
+
+
+# ── payouts (topic payments.payout, key = payee user id) ────────────────────────────────────
+# Keyed by the payee: a creator's notifications about their payouts arrive in order.
+
+
+class _PayoutEvent(Event):
+    """A payout reached a status. ``notification_text`` is what the payee is told (Russian)."""
+
+    payout_id: uuid.UUID
+    user_id: str
+    """Platform user id of the payee."""
+    source: str
+    """streamer, referral or developer: which balance is paid out."""
+    reference: str
+    """The business key (``streamer:<id>:2026-W48``, ``referral:<request id>``)."""
+    amount_minor: int
+    currency: str
+    method: str
+    """bank_card, bank_account, yoomoney or sbp."""
+    provider: str
+    status: str
+    failure_code: str | None = None
+    notification_text: str
+    """Russian text for the payee, e.g. «Выплата 1 500,00 ₽ отправлена на карту *4444»."""
+    occurred_at: datetime
+
+
+class PayoutCreated(_PayoutEvent):
+    """A payout was created and its amount held on the payee's balance; the provider is called next."""
+
+    type = "payout.created"
+    version = 1
+    topic = "payments.payout"
+
+
+class PayoutSucceeded(_PayoutEvent):
+    """The provider paid the money out; the hold on the payee's balance is posted."""
+
+    type = "payout.succeeded"
+    version = 1
+    topic = "payments.payout"
+
+
+class PayoutFailed(_PayoutEvent):
+    """The payout definitely failed (``failure_code``); the money is back on the payee's balance."""
+
+    type = "payout.failed"
+    version = 1
+    topic = "payments.payout"
+
+
+class PayoutCanceled(_PayoutEvent):
+    """An administrator canceled the payout before a provider had it; the money is back on the balance."""
+
+    type = "payout.canceled"
+    version = 1
+    topic = "payments.payout"
+
+
+# ── referral payouts: answers to the Social Service (topic payments.referral_payout, key = request id)
+# The contract the Social Service relies on: every request (REST or Kafka, however often it is
+# delivered) gets EXACTLY ONE answer, either ``referral_payout.completed`` ("PaymentCompleted") or
+# ``referral_payout.failed`` ("PaymentFailed") with a ``reason_code``; ``request_id`` is the id the
+# Social Service gave the request.
+
+
+class _ReferralPayoutAnswer(Event):
+    request_id: str
+    """The Social Service's request id (the idempotency key of the request)."""
+    user_id: str
+    referral_id: str
+    amount_minor: int
+    currency: str
+    method: str
+    """internal_balance, bank or e_wallet."""
+    payout_id: uuid.UUID | None = None
+    """The payout that carried the money (bank and e-wallet methods)."""
+    occurred_at: datetime
+
+
+class ReferralPayoutCompleted(_ReferralPayoutAnswer):
+    """The reward was paid: credited to the user's wallet, or the payout succeeded ("PaymentCompleted")."""
+
+    type = "referral_payout.completed"
+    version = 1
+    topic = "payments.referral_payout"
+
+
+class ReferralPayoutFailed(_ReferralPayoutAnswer):
+    """The reward was not paid and nothing stays credited ("PaymentFailed").
+
+    ``reason_code``: ``invalid_amount``, ``payee_not_found``, ``payee_not_verified``,
+    ``payout_method_missing``, ``amount_below_minimum``, ``wallet_limit_exceeded``,
+    ``no_payout_provider``, ``canceled`` (by an administrator), or the payout's failure code
+    (``recipient_not_found``, ``invalid_destination``, ``limit_exceeded``, ``fraud_suspected``,
+    ``rejected_by_payee``, ``general_decline``, ``insufficient_funds``, ``issuer_unavailable``,
+    ``provider_unavailable``, ``provider_rejected`` …).
+    """
+
+    type = "referral_payout.failed"
+    version = 1
+    topic = "payments.referral_payout"
+
+    reason_code: str
