@@ -200,3 +200,21 @@ def dev(
 
 if __name__ == "__main__":
     app()
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def bench(ctx: typer.Context) -> None:
+    """Run the benchmarks from the checkout (ratios to pgbench measured in the same run).
+
+    Extra arguments go to ``benchmarks/service.py`` (e.g. ``--smoke``, ``--seconds 60``).
+    """
+    import subprocess
+    import sys
+
+    from payment_service.devstack import project_root
+
+    root = project_root()
+    smoke = ["--smoke"] if "--smoke" in ctx.args else []
+    ledger = subprocess.run([sys.executable, str(root / "benchmarks" / "ledger.py"), *smoke], cwd=root, check=False)
+    service = subprocess.run([sys.executable, "-m", "benchmarks.service", *ctx.args], cwd=root, check=False)
+    raise typer.Exit(ledger.returncode or service.returncode)
