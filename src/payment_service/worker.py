@@ -23,12 +23,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from types import MappingProxyType
 
+import asyncpg
 import structlog
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from payment_service.config import Settings
-from payment_service.db import transaction
+from payment_service.db import asyncpg_dsn, transaction
 from payment_service.donation import tasks as donation_tasks
 from payment_service.inbox import service as inbox_service
 from payment_service.inbox.consumer import EventConsumer
@@ -39,6 +40,7 @@ from payment_service.outbox import service as outbox_service
 from payment_service.outbox.relay import OutboxRelay, sleep_unless
 from payment_service.payment import tasks as payment_tasks
 from payment_service.provider_event import tasks as provider_event_tasks
+from payment_service.refund import tasks as refund_tasks
 from payment_service.resources import Resources
 from payment_service.vault import load_provider_credentials
 
@@ -73,6 +75,8 @@ class PeriodicJob:
     name: str
     every: timedelta
     run: JobFunction
+    wake_on: str | None = None
+    """A Postgres NOTIFY channel that runs the job at once (``every`` stays the fallback poll)."""
 
 
 async def prune_idempotency_keys(ctx: JobContext) -> bool:
@@ -94,9 +98,15 @@ async def prune_inbox(ctx: JobContext) -> bool:
 
 
 PERIODIC_JOBS: tuple[PeriodicJob, ...] = (
-    PeriodicJob("apply_provider_webhooks", every=timedelta(milliseconds=200), run=provider_event_tasks.apply_received),
+    PeriodicJob(
+        "apply_provider_webhooks",
+        every=timedelta(seconds=1),
+        run=provider_event_tasks.apply_received,
+        wake_on="provider_events",  # the webhook endpoint notifies when it stores an event
+    ),
     PeriodicJob("sync_payment_attempts", every=timedelta(seconds=5), run=payment_tasks.sync_open_attempts),
     PeriodicJob("expire_payments", every=timedelta(seconds=30), run=payment_tasks.expire_payments),
+    PeriodicJob("sync_refunds", every=timedelta(seconds=5), run=refund_tasks.sync_open_refunds),
     PeriodicJob("prune_idempotency_keys", every=timedelta(minutes=5), run=prune_idempotency_keys),
     PeriodicJob("prune_outbox", every=timedelta(minutes=10), run=prune_outbox),
     PeriodicJob("prune_inbox", every=timedelta(hours=1), run=prune_inbox),
@@ -111,6 +121,18 @@ CONSUMERS: Mapping[str, Handler] = MappingProxyType({**donation_tasks.CONSUMERS}
 
 _JOB_LOCK = text("SELECT pg_try_advisory_xact_lock(hashtextextended(:name, 0))")
 _MAX_DRAIN_RUNS = 100
+
+
+async def _sleep_or_wake(stop: asyncio.Event, wake: asyncio.Event, seconds: float) -> None:
+    """Sleep ``seconds``, or less when ``stop`` or ``wake`` is set."""
+    if stop.is_set() or wake.is_set():
+        return
+    waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(wake.wait())]
+    try:
+        await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()
 
 
 async def run_job_once(job: PeriodicJob, resources: Resources) -> bool | None:
@@ -146,6 +168,7 @@ class Worker:
         self.relay = OutboxRelay(settings) if relay else None
         self.consumer = EventConsumer(settings, self.resources.sessionmaker, topic_handlers) if topic_handlers else None
         self.jobs = tuple(PERIODIC_JOBS if jobs is None else jobs)
+        self._wakes: dict[str, asyncio.Event] = {job.name: asyncio.Event() for job in self.jobs if job.wake_on}
         self.job_runs: dict[str, int] = {job.name: 0 for job in self.jobs}
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -156,6 +179,8 @@ class Worker:
             loops.append(("consumer", self.consumer.run))
         for job in self.jobs:
             loops.append((f"job:{job.name}", self._job_loop(job)))
+        if self._wakes:
+            loops.append(("job_wakeups", self._listen))
         tasks = [asyncio.create_task(self._supervise(name, loop, stop), name=name) for name, loop in loops]
         log.info(
             "worker_running",
@@ -187,6 +212,27 @@ class Worker:
                 log.exception("worker_loop_crashed", loop=name, exc_info=exc)
                 await sleep_unless(stop, 1.0)
 
+    async def _listen(self, stop: asyncio.Event) -> None:
+        """One connection LISTENs on the jobs' wake channels and pokes their loops."""
+        channels: dict[str, list[asyncio.Event]] = {}
+        for job in self.jobs:
+            if job.wake_on:
+                channels.setdefault(job.wake_on, []).append(self._wakes.setdefault(job.name, asyncio.Event()))
+        if not channels:
+            return
+        conn = await asyncpg.connect(asyncpg_dsn(self.settings.db.url.get_secret_value()))
+        try:
+            for channel, events in channels.items():
+
+                def poke(*_: object, targets: list[asyncio.Event] = events) -> None:
+                    for event in targets:
+                        event.set()
+
+                await conn.add_listener(channel, poke)
+            await stop.wait()
+        finally:
+            await conn.close()
+
     def _job_loop(self, job: PeriodicJob) -> Callable[[asyncio.Event], Awaitable[None]]:
         async def loop(stop: asyncio.Event) -> None:
             period = job.every.total_seconds()
@@ -201,7 +247,12 @@ class Worker:
                             break
                 except Exception as exc:
                     log.exception("job_failed", job=job.name, exc_info=exc)
-                await sleep_unless(stop, period)
+                wake = self._wakes.get(job.name)
+                if wake is None:
+                    await sleep_unless(stop, period)
+                else:
+                    await _sleep_or_wake(stop, wake, period)
+                    wake.clear()
 
         return loop
 
