@@ -3,10 +3,12 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 import asyncpg
 import pytest
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from payment_service.kit.money import Money
@@ -570,3 +572,41 @@ class TestAmounts:
         assert (await ledger_service.balance(session, kzt)).posted == Money(5_000, "KZT")
         assert (await ledger_service.balance(session, WALLET)).posted == rub(0)
         assert await audit(session) == []
+
+
+class TestWorkerJobs:
+    async def test_the_periodic_jobs_fold_and_expire_one_transaction_at_a_time(self, db: Resources) -> None:
+        @dataclass
+        class Ctx:
+            session: AsyncSession
+            now: datetime
+
+        async with db.sessionmaker() as session:
+            await fund(session, WALLET, 1_000, key="top-up")
+            for i in range(3):
+                await ledger_service.hold(
+                    session,
+                    postings=purchase(100),
+                    idempotency_key=f"h{i}",
+                    reference=f"o:{i}",
+                    reason="x",
+                    now=NOW,
+                    expires_at=NOW + timedelta(minutes=1),
+                )
+            await session.commit()
+
+        later = NOW + timedelta(minutes=2)
+        runs = []
+        more = True
+        while more:
+            async with db.sessionmaker() as session:
+                more = await tasks.expire_holds_job(Ctx(session, later))
+                await session.commit()
+            runs.append(more)
+        async with db.sessionmaker() as session:
+            assert await tasks.fold_job(Ctx(session, later)) is False
+            await session.commit()
+            assert runs == [True, True, False]
+            assert (await ledger_service.balance(session, WALLET)).available == rub(1_000)
+            assert await session.scalar(text("SELECT count(*) FROM ledger_account_deltas")) == 0
+            assert await audit(session) == []

@@ -4,6 +4,10 @@
   try an advisory lock, then ``ledger_fold_deltas``), so reads stay cheap; balances are exact
   whether or not it ran. Run it every 100 ms–1 s (:func:`run_fold_loop`).
 * :func:`expire_holds` releases holds whose ``expires_at`` passed, each in its own transaction.
+
+:func:`fold_job` and :func:`expire_holds_job` are the same as periodic jobs of the worker
+(``worker.PERIODIC_JOBS``: a session in its own transaction, ``now``; return True when more work
+is waiting, so the worker runs them again at once in a new transaction).
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -24,6 +28,18 @@ from payment_service.ledger import service as ledger_service
 from payment_service.ledger.repository import Executor
 
 log = structlog.get_logger(__name__)
+
+FOLD_MAX_ACCOUNTS = 1000
+
+
+class JobContext(Protocol):
+    """What the worker passes to a periodic job (``worker.JobContext``)."""
+
+    @property
+    def session(self) -> AsyncSession: ...
+
+    @property
+    def now(self) -> datetime: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,3 +101,25 @@ async def expire_holds(
         except (ledger_service.HoldNotPending, ledger_service.HoldNotExpired):
             continue
     return expired
+
+
+async def fold_job(ctx: JobContext) -> bool:
+    """Periodic job: fold hot-account deltas; True when accounts with deltas are left over."""
+    result = await fold_deltas(ctx.session, now=ctx.now, max_accounts=FOLD_MAX_ACCOUNTS)
+    if result.oldest_age_ms > 1000:
+        log.warning("ledger_fold_lag", backlog=result.backlog, oldest_age_ms=result.oldest_age_ms)
+    return result.folded >= 0 and result.backlog > result.folded
+
+
+async def expire_holds_job(ctx: JobContext) -> bool:
+    """Periodic job: release one expired hold per transaction; True when more are due.
+
+    One hold per transaction: its locks (the hold row, then its accounts in id order) are all
+    the transaction holds, so it cannot deadlock with postings.
+    """
+    due = await repository.expired_holds(ctx.session, now=ctx.now, limit=2)
+    if not due:
+        return False
+    with contextlib.suppress(ledger_service.HoldNotPending, ledger_service.HoldNotExpired):
+        await ledger_service.expire_hold(ctx.session, hold_id=due[0], now=ctx.now)
+    return len(due) > 1
