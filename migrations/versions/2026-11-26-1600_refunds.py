@@ -45,7 +45,7 @@ def upgrade() -> None:
         sa.Column("request_key", sa.Uuid(), nullable=True),
         sa.Column("sync_count", sa.Integer(), server_default="0", nullable=False),
         sa.Column("next_sync_at", sa.DateTime(timezone=True), nullable=True),
-        sa.Column("last_synced_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("last_called_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("succeeded_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("finished_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("created_at", sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=False),

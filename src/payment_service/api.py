@@ -16,6 +16,8 @@ from payment_service.inbox.endpoints import router as inbox_router
 from payment_service.meta.endpoints import router as meta_router
 from payment_service.payment.endpoints import router as payment_router
 from payment_service.provider_event.endpoints import router as provider_event_router
+from payment_service.refund.endpoints import admin_router as refund_admin_router
+from payment_service.refund.endpoints import router as refund_router
 from payment_service.wallet.endpoints import router as wallet_router
 
 ROUTERS: tuple[APIRouter, ...] = (
@@ -27,4 +29,6 @@ ROUTERS: tuple[APIRouter, ...] = (
     wallet_router,
     donation_router,
     donation_ws_router,
+    refund_router,
+    refund_admin_router,
 )

@@ -65,6 +65,7 @@ class Refund(TimestampedModel, Base):
     """Id of the Idempotency-Key claim that created it: a retry after a crash finds it."""
     sync_count: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
     next_sync_at: Mapped[datetime | None] = mapped_column()
-    last_synced_at: Mapped[datetime | None] = mapped_column()
+    last_called_at: Mapped[datetime | None] = mapped_column()
+    """When the provider's refund call last returned (a re-call waits until none can be in flight)."""
     succeeded_at: Mapped[datetime | None] = mapped_column()
     finished_at: Mapped[datetime | None] = mapped_column()

@@ -8,6 +8,8 @@
   ``payment.service.apply_provider_result`` — the same function as the synchronous path — so
   duplicates and out-of-order events have no second effect. Events for payments we do not know
   are kept as ``orphaned`` and reported, never dropped.
+* refund events are applied through ``refund.service.apply_provider_refund`` (matched by the
+  provider's refund id), with the same retry, failure and orphan bookkeeping.
 """
 
 from __future__ import annotations
@@ -37,8 +39,11 @@ from payment_service.providers.ports import (
     ProviderEvent,
     ProviderResult,
     ProviderStatus,
+    RefundResult,
 )
+from payment_service.providers.ports import RefundStatus as ProviderRefundStatus
 from payment_service.providers.registry import ProviderRegistry, UnknownProvider
+from payment_service.refund import service as refund_service
 
 log = structlog.get_logger(__name__)
 
@@ -173,7 +178,7 @@ async def receive(
 
 
 async def process_received(session: AsyncSession, *, now: datetime, limit: int = 100) -> int:
-    """Apply stored payment events (in this transaction). Returns how many were handled."""
+    """Apply stored payment events, then refund events (in this transaction). Returns how many were handled."""
     handled = 0
     for event in await repository.claim_received(session, kind=str(EventKind.payment), limit=limit):
         event.attempts += 1
@@ -209,6 +214,49 @@ async def process_received(session: AsyncSession, *, now: datetime, limit: int =
                 event.status = ProviderEventStatus.failed
                 WEBHOOKS.labels(event.provider, "apply_failed").inc()
             log.exception("webhook_apply_failed", provider=event.provider, external_id=event.external_id)
+            continue
+        event.status = ProviderEventStatus.processed
+        event.processed_at = now
+        handled += 1
+    return handled + await _process_refund_events(session, now=now, limit=limit)
+
+
+async def _process_refund_events(session: AsyncSession, *, now: datetime, limit: int) -> int:
+    """Apply stored refund events through ``refund.service`` (matched by the provider refund id).
+
+    An event whose refund we cannot match yet stays ``received`` (our own answer from the provider
+    may not be committed yet) and becomes ``orphaned`` after MAX_APPLY_ATTEMPTS runs; the refund
+    status sync resolves the refund regardless.
+    """
+    handled = 0
+    for event in await repository.claim_received(session, kind=str(EventKind.refund), limit=limit):
+        event.attempts += 1
+        try:
+            result = RefundResult(
+                provider=event.provider,
+                provider_refund_id=str(event.summary["provider_refund_id"]),
+                provider_payment_id=event.provider_payment_id,
+                status=ProviderRefundStatus(event.summary["status"]),
+                amount_minor=int(event.summary["amount_minor"]),
+                currency=str(event.summary["currency"]),
+            )
+            async with session.begin_nested():
+                found = await refund_service.apply_provider_refund(
+                    session, provider=event.provider, result=result, now=now
+                )
+        except Exception as exc:
+            event.last_error = f"{type(exc).__name__}: {exc}"[:2000]
+            if event.attempts >= MAX_APPLY_ATTEMPTS:
+                event.status = ProviderEventStatus.failed
+                WEBHOOKS.labels(event.provider, "apply_failed").inc()
+            log.exception("webhook_apply_failed", provider=event.provider, external_id=event.external_id)
+            continue
+        if not found:
+            if event.attempts >= MAX_APPLY_ATTEMPTS:
+                event.status = ProviderEventStatus.orphaned
+                event.processed_at = now
+                WEBHOOKS.labels(event.provider, "orphaned").inc()
+                log.error("webhook_for_unknown_refund", provider=event.provider, external_id=event.external_id)
             continue
         event.status = ProviderEventStatus.processed
         event.processed_at = now

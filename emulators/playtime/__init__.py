@@ -1,0 +1,1 @@
+"""In-process emulator of the platform's playtime API (tests and local development)."""
