@@ -179,6 +179,11 @@ def register_basis(purpose: PaymentPurpose, resolver: BasisResolver) -> None:
     _RESOLVERS[purpose] = resolver
 
 
+def unregister_basis(purpose: PaymentPurpose) -> None:
+    """Back to the default basis for ``purpose`` (tests)."""
+    _RESOLVERS.pop(purpose, None)
+
+
 async def basis_of(session: AsyncSession, payment: Payment) -> RefundBasis:
     resolver = _RESOLVERS.get(PaymentPurpose(payment.purpose))
     if resolver is None:
