@@ -1,0 +1,1 @@
+"""Prices of purchases: regions and their currencies, effective-dated VAT rates, the revenue split."""
