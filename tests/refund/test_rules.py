@@ -18,7 +18,8 @@ from payment_service.refund.rules import (
     allocate,
     decide,
 )
-from payment_service.refund.states import IllegalRefundTransition, RefundStatus, advance
+from payment_service.refund.states import IllegalRefundTransition, RefundDestination, RefundStatus, advance
+from payment_service.refund.texts import format_ru, notification
 
 BOUGHT = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
 POLICY = RefundPolicy()
@@ -159,3 +160,36 @@ class TestTransitions:
     def test_a_final_status_is_never_overwritten(self, current: RefundStatus, target: RefundStatus) -> None:
         with pytest.raises(IllegalRefundTransition):
             advance(current, target)
+
+
+class TestTexts:
+    @pytest.mark.parametrize(
+        ("kopecks", "currency", "shown"),
+        [
+            (49_900, "RUB", "499,00\u00a0₽"),
+            (149_900, "RUB", "1\u00a0499,00\u00a0₽"),
+            (123_456_789, "RUB", "1\u00a0234\u00a0567,89\u00a0₽"),
+            (5, "RUB", "0,05\u00a0₽"),
+            (1_500, "JPY", "1\u00a0500\u00a0JPY"),
+        ],
+    )
+    def test_amounts_are_written_the_russian_way(self, kopecks: int, currency: str, shown: str) -> None:
+        assert format_ru(Money(kopecks, currency)) == shown
+
+    def test_every_refund_event_has_a_russian_text(self) -> None:
+        amount = rub(49_900)
+        original, wallet = RefundDestination.original_method, RefundDestination.wallet
+
+        assert notification("refund.succeeded", amount, original, RefundStatus.succeeded).startswith(
+            "Возврат 499,00\u00a0₽ оформлен"
+        )
+        assert notification("refund.succeeded", amount, wallet, RefundStatus.succeeded) == (
+            "Возврат 499,00\u00a0₽ зачислен на ваш кошелёк."
+        )
+        assert notification("refund.failed", amount, original, RefundStatus.failed).startswith("Не удалось")
+        assert "отклонён" in notification("refund.rejected", amount, original, RefundStatus.rejected)
+        assert "будет рассмотрен" in notification("refund.requested", amount, original, RefundStatus.pending_review)
+        assert (
+            notification("refund.requested", amount, original, RefundStatus.processing)
+            == "Возврат 499,00\u00a0₽ одобрен."
+        )

@@ -44,6 +44,10 @@ class TestToTheOriginalMethod:
         await refunds.flush()
         await refunds.worker.apply_webhooks()  # the provider's own notifications change nothing
         assert await refunds.balance("platform:order_clearing") == 0
+        failing = await refunds.rows(
+            "SELECT kind, event_type, last_error FROM provider_events WHERE last_error IS NOT NULL"
+        )
+        assert failing == []
         assert await refunds.audit() == []
 
     async def test_partial_refunds_up_to_the_captured_amount(self, refunds: RefundsEnv, provider: str) -> None:
@@ -230,6 +234,21 @@ class TestLostAnswers:
         assert refunds.provider_refunds("sber") == 0
         assert refund["status"] == "unknown"
 
+    async def test_an_answer_lost_too_long_ago_is_left_to_an_operator(self, refunds: RefundsEnv) -> None:
+        payment = await refunds.paid("yookassa")
+        refunds.faults.lose_request("yookassa")
+        refund = (await refunds.refund(payment["id"])).json()
+        await refunds.scalar(
+            "UPDATE refunds SET created_at = now() - interval '21 hours', next_sync_at = now() RETURNING 1"
+        )
+
+        await refunds.worker.sync_refunds()  # a replay could fall outside the provider's idempotency window
+
+        status, due = (await refunds.rows("SELECT status, next_sync_at FROM refunds"))[0]
+        assert (status, due) == ("unknown", None)
+        assert refunds.provider_refunds("yookassa") == 0
+        assert refund["status"] == "unknown"
+
 
 class TestProviderRefusal:
     async def test_a_refused_refund_fails_and_releases_the_money(self, refunds: RefundsEnv) -> None:
@@ -280,3 +299,19 @@ class TestWebhooks:
         assert processed >= 1
         assert await refunds.events(refund["id"]) == ["refund.requested", "refund.succeeded"]
         assert kopecks("100.00") == await refunds.scalar("SELECT refunded_minor FROM payments")
+
+    async def test_a_notification_for_a_refund_we_do_not_know_is_kept_as_orphaned(self, refunds: RefundsEnv) -> None:
+        await refunds.scalar(
+            "INSERT INTO provider_events (id, provider, external_id, kind, event_type, provider_payment_id, summary) "
+            "VALUES (gen_random_uuid(), 'mobile', 'evt-x', 'refund', 'refund.succeeded', 'ch-x', "
+            '\'{"provider_refund_id": "rf-x", "status": "succeeded", "amount_minor": 100, '
+            '"currency": "RUB"}\') RETURNING 1'
+        )
+
+        await refunds.worker.apply_webhooks()
+        waiting = await refunds.scalar("SELECT status FROM provider_events")
+        for _ in range(9):
+            await refunds.worker.apply_webhooks()
+
+        assert waiting == "received"  # our own answer may not be committed yet: retried
+        assert await refunds.scalar("SELECT status FROM provider_events") == "orphaned"

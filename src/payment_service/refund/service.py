@@ -58,7 +58,7 @@ from payment_service.providers.errors import (
 from payment_service.providers.ports import Capability, PaymentRef, RefundResult
 from payment_service.providers.ports import RefundStatus as ProviderRefundStatus
 from payment_service.providers.registry import ProviderRegistry, UnknownProvider
-from payment_service.refund import repository, rules
+from payment_service.refund import repository, rules, texts
 from payment_service.refund.rules import Finding, OverLimit, RefundFacts, RefundPolicy, Verdict
 from payment_service.refund.schemas import RefundCreate
 from payment_service.refund.states import (
@@ -570,6 +570,11 @@ async def _execute(session: AsyncSession, *, refund_id: uuid.UUID, providers: Pr
     return refund
 
 
+def _approved_at(refund: Refund) -> datetime:
+    """When the refund was approved (its first provider call follows at once)."""
+    return refund.reviewed_at or refund.created_at
+
+
 def _next_sync(refund: Refund, now: datetime) -> datetime:
     return now + SYNC_BACKOFF[min(refund.sync_count, len(SYNC_BACKOFF) - 1)]
 
@@ -765,7 +770,7 @@ async def sync(
     now = clock.now()
     if (refund.provider or "") in NOT_IDEMPOTENT_REFUNDS:
         return await _sync_by_total(session, refund_id=refund_id, providers=providers, clock=clock)
-    if refund.created_at < now - MAX_REPLAY_AGE:
+    if _approved_at(refund) < now - MAX_REPLAY_AGE:
         refund.next_sync_at = None
         log.error("refund_needs_operator", refund_id=str(refund.id), provider=refund.provider, status=refund.status)
         return RefundStatus(refund.status)
@@ -799,7 +804,7 @@ async def _sync_by_total(
         await _succeed(session, payment, refund, now=now)
         return RefundStatus(refund.status)
     if shown == 0:
-        if (refund.last_called_at or refund.created_at) <= now - NOTHING_HAPPENED_AFTER:
+        if (refund.last_called_at or _approved_at(refund)) <= now - NOTHING_HAPPENED_AFTER:
             await session.commit()
             return RefundStatus((await _execute(session, refund_id=refund_id, providers=providers, clock=clock)).status)
         refund.next_sync_at = _next_sync(refund, now)
@@ -832,40 +837,6 @@ async def apply_provider_refund(session: AsyncSession, *, provider: str, result:
 
 # ---- events and texts ---------------------------------------------------------------------------
 
-_SYMBOLS = {"RUB": "₽", "USD": "$", "EUR": "€", "KZT": "₸", "BYN": "Br", "UAH": "₴", "GBP": "£", "CNY": "¥"}
-_NBSP = "\u00a0"
-
-
-def format_ru(money: Money) -> str:
-    """An amount the Russian way: ``1 499,00 ₽`` (non-breaking spaces, decimal comma)."""
-    whole, _, fraction = money.to_decimal_string().lstrip("-").partition(".")
-    groups: list[str] = []
-    while whole:
-        groups.insert(0, whole[-3:])
-        whole = whole[:-3]
-    text = _NBSP.join(groups) + ("," + fraction if fraction else "")
-    return ("-" if money.is_negative else "") + text + _NBSP + _SYMBOLS.get(money.currency, money.currency)
-
-
-def notification_text(event_type: str, refund: Refund, status: RefundStatus) -> str:
-    """What the payer is told about a refund, in Russian."""
-    amount = format_ru(Money(refund.amount_minor, refund.currency))
-    wallet = refund.destination is RefundDestination.wallet
-    if event_type == events.RefundSucceeded.type:
-        if wallet:
-            return f"Возврат {amount} зачислен на ваш кошелёк."
-        return f"Возврат {amount} оформлен. Деньги вернутся тем же способом оплаты в течение нескольких дней."
-    if event_type == events.RefundFailed.type:
-        return (
-            f"Не удалось оформить возврат {amount} на исходный способ оплаты. "
-            "Запросите возврат на кошелёк или обратитесь в поддержку."
-        )
-    if event_type == events.RefundRejected.type:
-        return f"Запрос на возврат {amount} отклонён. Подробности можно узнать в поддержке."
-    if status is RefundStatus.pending_review:
-        return f"Запрос на возврат {amount} принят и будет рассмотрен в течение нескольких дней."
-    return f"Возврат {amount} одобрен."
-
 
 async def _emit(
     session: AsyncSession,
@@ -890,7 +861,12 @@ async def _emit(
                 "currency": refund.currency,
                 "destination": str(refund.destination),
                 "status": str(shown),
-                "notification_text": notification_text(event_cls.type, refund, shown),
+                "notification_text": texts.notification(
+                    event_cls.type,
+                    Money(refund.amount_minor, refund.currency),
+                    RefundDestination(refund.destination),
+                    shown,
+                ),
                 "occurred_at": now,
                 **extra,
             }
