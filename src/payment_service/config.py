@@ -85,7 +85,11 @@ class AuthSettings(BaseModel):
 
 
 class IdempotencySettings(BaseModel):
-    lock_timeout_seconds: int = Field(60, description="An in-progress key older than this may be taken over")
+    lock_timeout_seconds: int = Field(
+        300,
+        description="An in-progress key older than this may be taken over; longer than the longest request "
+        "(provider calls with retries and failovers), refreshed at every recovery point",
+    )
     retention_hours: int = 72
     max_key_length: int = 255
 

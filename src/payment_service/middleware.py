@@ -312,7 +312,7 @@ class UnitOfWorkMiddleware:
                     await idempotency.complete(session, claimed, stored, now=clock.now())
                     await session.commit()
                 except Exception as exc:  # the work did not persist: tell the client so
-                    await session.rollback()
+                    await self._abandon(session, claimed)  # and let the advertised retry proceed
                     error_id = uuid.uuid4().hex
                     log.exception("commit_failed", error_id=error_id, exc_info=exc)
                     await _send_problem(

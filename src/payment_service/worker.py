@@ -28,6 +28,7 @@ import structlog
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from payment_service.catalog import tasks as catalog_tasks
 from payment_service.config import Settings
 from payment_service.db import asyncpg_dsn, transaction
 from payment_service.donation import tasks as donation_tasks
@@ -35,13 +36,17 @@ from payment_service.inbox import service as inbox_service
 from payment_service.inbox.consumer import EventConsumer
 from payment_service.inbox.service import Handler
 from payment_service.kit import idempotency
+from payment_service.order import tasks as order_tasks
 from payment_service.outbox import handlers as outbox_handlers
 from payment_service.outbox import service as outbox_service
 from payment_service.outbox.relay import OutboxRelay, sleep_unless
 from payment_service.payment import tasks as payment_tasks
+from payment_service.payout import tasks as payout_tasks
 from payment_service.provider_event import tasks as provider_event_tasks
+from payment_service.referral_payout import tasks as referral_payout_tasks
 from payment_service.refund import tasks as refund_tasks
 from payment_service.resources import Resources
+from payment_service.streamer_payout import tasks as streamer_payout_tasks
 from payment_service.vault import load_provider_credentials
 
 log = structlog.get_logger(__name__)
@@ -111,15 +116,25 @@ PERIODIC_JOBS: tuple[PeriodicJob, ...] = (
     PeriodicJob("prune_outbox", every=timedelta(minutes=10), run=prune_outbox),
     PeriodicJob("prune_inbox", every=timedelta(hours=1), run=prune_inbox),
     PeriodicJob("publish_donation_alerts", every=timedelta(seconds=1), run=donation_tasks.publish_pending_alerts),
+    PeriodicJob("expire_orders", every=timedelta(seconds=30), run=order_tasks.expire_orders),
+    PeriodicJob("submit_payouts", every=timedelta(seconds=5), run=payout_tasks.submit_due_payouts),
+    PeriodicJob("sync_payout_attempts", every=timedelta(seconds=10), run=payout_tasks.sync_open_attempts),
+    PeriodicJob("payout_health", every=timedelta(minutes=1), run=payout_tasks.report_health),
+    PeriodicJob(
+        "streamer_scheduled_payouts", every=timedelta(minutes=10), run=streamer_payout_tasks.create_scheduled_payouts
+    ),
 )
 
 # ── consumers of other services' topics ──────────────────────────────────────────────────────
 
-CONSUMERS: Mapping[str, Handler] = MappingProxyType({**donation_tasks.CONSUMERS})
+CONSUMERS: Mapping[str, Handler] = MappingProxyType(
+    {**donation_tasks.CONSUMERS, **catalog_tasks.CONSUMERS, **referral_payout_tasks.CONSUMERS}
+)
 """Logical topic → handler (``inbox.consumer.dispatch_by_type`` routes one topic by event type)."""
 
 
-_JOB_LOCK = text("SELECT pg_try_advisory_xact_lock(hashtextextended(:name, 0))")
+_JOB_LOCK = text("SELECT pg_try_advisory_lock(hashtextextended(:name, 0))")
+_JOB_UNLOCK = text("SELECT pg_advisory_unlock(hashtextextended(:name, 0))")
 _MAX_DRAIN_RUNS = 100
 
 
@@ -136,13 +151,28 @@ async def _sleep_or_wake(stop: asyncio.Event, wake: asyncio.Event, seconds: floa
 
 
 async def run_job_once(job: PeriodicJob, resources: Resources) -> bool | None:
-    """Run ``job`` in one transaction unless another worker is running it (then return None)."""
-    async with transaction(resources.sessionmaker) as session:
-        got = (await session.execute(_JOB_LOCK, {"name": f"payment-service:job:{job.name}"})).scalar_one()
+    """Run ``job`` unless another worker is running it (then return None).
+
+    The job runs in one transaction of its session; jobs that call providers commit in between
+    (no transaction may stay open across the network). The "one worker at a time" lock is
+    therefore a session-level advisory lock held on a connection of its own for the whole run,
+    not a transaction-level one that the first commit would release.
+    """
+    async with resources.engine.connect() as lock_conn:
+        name = {"name": f"payment-service:job:{job.name}"}
+        got = (await lock_conn.execute(_JOB_LOCK, name)).scalar_one()
+        await lock_conn.commit()
         if not got:
             return None
-        ctx = JobContext(session=session, now=resources.clock.now(), settings=resources.settings, resources=resources)
-        return bool(await job.run(ctx))
+        try:
+            async with transaction(resources.sessionmaker) as session:
+                ctx = JobContext(
+                    session=session, now=resources.clock.now(), settings=resources.settings, resources=resources
+                )
+                return bool(await job.run(ctx))
+        finally:
+            await lock_conn.execute(_JOB_UNLOCK, name)
+            await lock_conn.commit()
 
 
 class Worker:

@@ -323,3 +323,26 @@ class TestExpiry:
         assert await payments.scalar("SELECT count(*) FROM ledger_holds WHERE status = 'pending'") == 0
         released = [e for e in payments.emulators.state("yookassa").ledger if e.kind == "release"]
         assert len(released) == 1
+
+
+class TestLateMoney:
+    async def test_success_reported_for_a_given_up_attempt_is_booked_for_refund_once(
+        self, payments: PaymentsEnv
+    ) -> None:
+        pid = (await create(payments, provider="tbank", amount="499.00")).json()["id"]
+        ppid = await provider_id(payments, pid)
+        # As if the status sync had judged the attempt never received and failed the payment.
+        await payments.scalar("UPDATE payment_attempts SET status = 'failed' RETURNING 1")
+        await payments.scalar(
+            "UPDATE payments SET status = 'failed', decline_code = 'provider_not_reached' RETURNING 1"
+        )
+
+        await payments.pay("tbank", ppid, card_number=None, outcome=None)
+        await payments.worker.apply_webhooks()
+        await payments.emulators.state("tbank").fire_webhook(ppid)
+        await payments.emulators.flush()
+        await payments.worker.apply_webhooks()
+
+        assert (await get(payments, pid))["status"] == "failed"
+        assert await payments.balance("platform:order_clearing") == 49_900  # kept on the books, not dropped
+        assert (await events(payments, pid)).count("payment.refund_required") == 1

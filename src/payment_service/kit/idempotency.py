@@ -176,11 +176,18 @@ async def claim(
     )
 
 
-async def set_recovery_point(session: AsyncSession, claim_: Claim, point: str) -> None:
-    """Record progress of a multi-phase request (commit it with ``db.checkpoint``)."""
+async def set_recovery_point(session: AsyncSession, claim_: Claim, point: str, *, now: datetime | None = None) -> None:
+    """Record progress of a multi-phase request (commit it with ``db.checkpoint``).
+
+    With ``now`` the in-progress lock is renewed too, so a long request is not taken over by a
+    retry while it is still working.
+    """
     await session.execute(
-        text("UPDATE idempotency_keys SET recovery_point = :p WHERE principal = :principal AND key = :key"),
-        {"p": point, "principal": claim_.principal, "key": claim_.key},
+        text(
+            "UPDATE idempotency_keys SET recovery_point = :p, locked_at = COALESCE(CAST(:now AS timestamptz), locked_at) "
+            "WHERE principal = :principal AND key = :key"
+        ),
+        {"p": point, "now": now, "principal": claim_.principal, "key": claim_.key},
     )
 
 

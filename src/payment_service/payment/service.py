@@ -57,6 +57,7 @@ from payment_service.providers.errors import (
     ProviderAmountMismatch,
     ProviderDeclined,
     ProviderError,
+    ProviderInvalidRequest,
     ProviderNotFound,
     ProviderOperationNotSupported,
     ProviderTimeout,
@@ -283,7 +284,7 @@ async def create(
         raise OrderReferenceInUse() from None
     await _emit(session, payment, now=now)
     if claim is not None:
-        await idempotency.set_recovery_point(session, claim, "attempt_created")
+        await idempotency.set_recovery_point(session, claim, "attempt_created", now=now)
     await checkpoint(session)
     return await _drive(
         session,
@@ -293,6 +294,7 @@ async def create(
         providers=providers,
         clock=clock,
         notification_url=notification_url,
+        claim=claim,
     )
 
 
@@ -363,6 +365,7 @@ async def _drive(
     providers: ProviderRegistry,
     clock: Clock,
     notification_url: str | None,
+    claim: idempotency.Claim | None = None,
 ) -> Payment:
     """Call the attempt's provider and apply the outcome; on a definite failure, try the next one."""
     while True:
@@ -405,6 +408,8 @@ async def _drive(
         payment.provider = next_provider
         payment.updated_at = now
         await repository.add(session, nxt)
+        if claim is not None:  # renew the Idempotency-Key lease: this request is still working
+            await idempotency.set_recovery_point(session, claim, f"attempt_{nxt.number}_created", now=now)
         await checkpoint(session)
         attempt_id = nxt.id
 
@@ -507,6 +512,15 @@ def _reference(payment: Payment) -> str:
     return f"payment:{payment.id}"
 
 
+def _credit_reason(payment: Payment, *, captured: bool = False) -> str:
+    """Ledger reason of the transfer that credits a payment's purpose account: a top-up's is
+    ``wallet_top_up`` (what the wallet's daily top-up limit counts), others' ``payment_succeeded``
+    (one stage) or ``payment_captured`` (a posted authorization)."""
+    if PaymentPurpose(payment.purpose) is PaymentPurpose.wallet_top_up:
+        return "wallet_top_up"
+    return "payment_captured" if captured else "payment_succeeded"
+
+
 async def apply_provider_result(
     session: AsyncSession, *, payment: Payment, attempt: PaymentAttempt, result: ProviderResult, now: datetime
 ) -> bool:
@@ -549,6 +563,15 @@ async def apply_provider_result(
     if is_stale(AttemptStatus(attempt.status), target):
         log.info("stale_provider_report", attempt_id=str(attempt.id), status=attempt.status, reported=target)
         return False
+    if attempt.status in (AttemptStatus.failed, AttemptStatus.canceled):
+        # We gave this attempt up (a lost answer judged "never received", a failover, a void) but
+        # the provider moved money after all: book it for a refund instead of dropping it.
+        if target is AttemptStatus.succeeded:
+            return await _book_late_money(
+                session, payment, attempt, result.captured_minor or result.amount_minor, now=now
+            )
+        if target is AttemptStatus.authorized:
+            return await _late_authorization(session, payment, attempt, now=now)
     try:
         attempt_changed = advance_attempt(attempt.status, target)
     except IllegalTransition as exc:
@@ -622,6 +645,75 @@ async def _on_authorized(session: AsyncSession, payment: Payment, attempt: Payme
     return await _set_status(session, payment, PaymentStatus.authorized, now=now)
 
 
+async def _book_late_money(
+    session: AsyncSession, payment: Payment, attempt: PaymentAttempt, amount_minor: int, *, now: datetime
+) -> bool:
+    """Money arrived for a payment or attempt we had given up on (expired, canceled, failed over).
+
+    Keep it on the books (provider clearing → order clearing) and ask for a refund; never pretend
+    it did not happen. Idempotent: a repeated report finds the transfer and emits nothing.
+    """
+    clearing = accounts.provider_clearing(attempt.provider, payment.currency)
+    booked = await ledger_service.transfer(
+        session,
+        postings=[Posting(clearing, accounts.order_clearing(payment.currency), Money(amount_minor, payment.currency))],
+        idempotency_key=f"{_reference(payment)}:late:{attempt.id}",
+        reference=_reference(payment),
+        reason="late_payment_refund_due",
+        now=now,
+    )
+    if booked.replayed:
+        return False
+    LATE_SUCCESS.labels(attempt.provider).inc()
+    log.error(
+        "late_payment_success",
+        payment_id=str(payment.id),
+        attempt_id=str(attempt.id),
+        payment_status=str(payment.status),
+        attempt_status=str(attempt.status),
+    )
+    await outbox_service.emit(
+        session,
+        events.PaymentRefundRequired(
+            payment_id=payment.id,
+            attempt_id=attempt.id,
+            provider=attempt.provider,
+            amount_minor=amount_minor,
+            currency=payment.currency,
+            reason=f"paid after the payment was {payment.status} (attempt {attempt.status})",
+            occurred_at=now,
+        ),
+        key=payment.id,
+    )
+    return True
+
+
+async def _late_authorization(
+    session: AsyncSession, payment: Payment, attempt: PaymentAttempt, *, now: datetime
+) -> bool:
+    """A provider holds money for an attempt we gave up on: ask for the hold to be voided (once)."""
+    if attempt.error_code == "late_authorization":
+        return False
+    attempt.error_code = "late_authorization"
+    attempt.updated_at = now
+    LATE_SUCCESS.labels(attempt.provider).inc()
+    log.error("late_authorization", payment_id=str(payment.id), attempt_id=str(attempt.id))
+    await outbox_service.emit(
+        session,
+        events.PaymentRefundRequired(
+            payment_id=payment.id,
+            attempt_id=attempt.id,
+            provider=attempt.provider,
+            amount_minor=attempt.amount_minor,
+            currency=payment.currency,
+            reason="authorized at the provider after we gave the attempt up: void the hold",
+            occurred_at=now,
+        ),
+        key=payment.id,
+    )
+    return True
+
+
 async def _on_succeeded(
     session: AsyncSession, payment: Payment, attempt: PaymentAttempt, result: ProviderResult, *, now: datetime
 ) -> bool:
@@ -630,32 +722,7 @@ async def _on_succeeded(
     if payment.status in TERMINAL_PAYMENT:
         if payment.status is PaymentStatus.succeeded:
             return False
-        # Money arrived for a payment we had given up on (expired, canceled, failed over): keep it
-        # on the books and ask for a refund; never pretend it did not happen.
-        LATE_SUCCESS.labels(attempt.provider).inc()
-        log.error("late_payment_success", payment_id=str(payment.id), attempt_id=str(attempt.id), status=payment.status)
-        await ledger_service.transfer(
-            session,
-            postings=[Posting(clearing, accounts.order_clearing(payment.currency), Money(captured, payment.currency))],
-            idempotency_key=f"{_reference(payment)}:late:{attempt.id}",
-            reference=_reference(payment),
-            reason="late_payment_refund_due",
-            now=now,
-        )
-        await outbox_service.emit(
-            session,
-            events.PaymentRefundRequired(
-                payment_id=payment.id,
-                attempt_id=attempt.id,
-                provider=attempt.provider,
-                amount_minor=captured,
-                currency=payment.currency,
-                reason=f"paid after the payment was {payment.status}",
-                occurred_at=now,
-            ),
-            key=payment.id,
-        )
-        return True
+        return await _book_late_money(session, payment, attempt, captured, now=now)
     if payment.ledger_hold_id is not None:
         postings = None
         if captured < payment.amount_minor:
@@ -666,7 +733,7 @@ async def _on_succeeded(
             idempotency_key=f"{_reference(payment)}:capture",
             now=now,
             postings=postings,
-            reason="payment_captured",
+            reason=_credit_reason(payment, captured=True),
         )
     else:
         await ledger_service.transfer(
@@ -674,7 +741,7 @@ async def _on_succeeded(
             postings=[Posting(clearing, _purpose_account(payment), Money(captured, payment.currency))],
             idempotency_key=f"{_reference(payment)}:charge",
             reference=_reference(payment),
-            reason="payment_succeeded",
+            reason=_credit_reason(payment),
             now=now,
         )
     payment.captured_minor = captured
@@ -786,10 +853,10 @@ async def _finish_failed(
 ) -> None:
     if payment.status in TERMINAL_PAYMENT:
         return
-    if payment.ledger_hold_id is not None:
-        await ledger_service.void_hold(
-            session, hold_id=payment.ledger_hold_id, idempotency_key=f"{_reference(payment)}:void", now=now
-        )
+    if payment.status is PaymentStatus.authorized:
+        # An authorization cannot "fail": what the provider no longer holds was voided or expired.
+        await _on_canceled(session, payment, now=now)
+        return
     payment.decline_code = str(decline_code)
     payment.failure_message = message[:500] if message else None
     await _set_status(session, payment, PaymentStatus.failed, now=now)
@@ -810,22 +877,40 @@ async def _mark_unknown(session: AsyncSession, attempt: PaymentAttempt, error: E
 # ---- capture and cancel -------------------------------------------------------------------------
 
 
-async def _begin_operation(session: AsyncSession, payment: Payment, operation: str, *, now: datetime) -> None:
+async def _begin_operation(
+    session: AsyncSession, payment: Payment, attempt: PaymentAttempt, operation: str, *, now: datetime
+) -> AttemptStatus:
+    """Mark a capture/cancel in flight and commit before calling the provider.
+
+    The attempt becomes ``unknown`` with a sync due after the operation timeout: if the process
+    dies during the call, the status sync finds out what the provider did. Returns the attempt's
+    status before, to restore on a definite refusal.
+    """
     if (
         payment.pending_operation is not None
         and payment.pending_operation_at is not None
         and payment.pending_operation_at > now - OPERATION_TIMEOUT
     ):
         raise PaymentOperationInProgress(operation=payment.pending_operation)
+    before = AttemptStatus(attempt.status)
     payment.pending_operation = operation
     payment.pending_operation_at = now
+    if advance_attempt(before, AttemptStatus.unknown):
+        attempt.status = AttemptStatus.unknown
+    attempt.next_sync_at = now + OPERATION_TIMEOUT
     await checkpoint(session)
+    return before
 
 
-async def _end_operation_and_raise(session: AsyncSession, payment_id: uuid.UUID, error: Exception) -> None:
-    payment = await repository.get(session, payment_id, lock=True)
-    if payment is not None:
-        payment.pending_operation = None
+async def _end_operation_and_raise(
+    session: AsyncSession, payment_id: uuid.UUID, attempt_id: uuid.UUID, restore: AttemptStatus, error: Exception
+) -> None:
+    """The provider definitely refused: put the attempt back as it was, commit, raise ``error``."""
+    payment, attempt = await _load(session, payment_id, attempt_id, lock=True)
+    payment.pending_operation = None
+    if attempt.status is AttemptStatus.unknown and advance_attempt(attempt.status, restore):
+        attempt.status = restore
+        attempt.next_sync_at = None if restore is AttemptStatus.authorized else attempt.next_sync_at
     await checkpoint(session)  # the request's error response rolls back only what follows
     raise error
 
@@ -866,7 +951,7 @@ async def capture(
     target = _capture_target(payment, amount, providers)
     attempt = payment.attempts[-1]
     ref = PaymentRef(idempotency_key=str(attempt.id), provider_payment_id=attempt.provider_payment_id)
-    await _begin_operation(session, payment, "capture", now=clock.now())
+    before = await _begin_operation(session, payment, attempt, "capture", now=clock.now())
     try:
         result = await providers.resolve(attempt.provider).capture(ref, amount_minor=target, currency=payment.currency)
     except (ProviderTimeout, ProviderAmountMismatch) as exc:
@@ -875,7 +960,7 @@ async def capture(
         return payment
     except ProviderError as exc:
         await _end_operation_and_raise(
-            session, payment_id, ProviderRejected(exc.message, provider_code=exc.provider_code)
+            session, payment_id, attempt.id, before, ProviderRejected(exc.message, provider_code=exc.provider_code)
         )
         raise  # unreachable
     payment, attempt = await _load(session, payment_id, attempt.id, lock=True)
@@ -908,7 +993,7 @@ async def cancel(
             "the provider's answer is still awaited; retry shortly", attempt_status=str(attempt.status)
         )
     ref = PaymentRef(idempotency_key=str(attempt.id), provider_payment_id=attempt.provider_payment_id)
-    await _begin_operation(session, payment, "cancel", now=clock.now())
+    before = await _begin_operation(session, payment, attempt, "cancel", now=clock.now())
     try:
         result = await providers.resolve(attempt.provider).void(ref)
     except (ProviderTimeout, ProviderAmountMismatch) as exc:
@@ -916,7 +1001,7 @@ async def cancel(
         await _mark_unknown(session, attempt, exc, now=clock.now())
         return payment
     except (ProviderOperationNotSupported, ProviderError) as exc:
-        await _end_operation_and_raise(session, payment_id, PaymentNotCancelable(exc.message))
+        await _end_operation_and_raise(session, payment_id, attempt.id, before, PaymentNotCancelable(exc.message))
         raise  # unreachable
     payment, attempt = await _load(session, payment_id, attempt.id, lock=True)
     await apply_provider_result(session, payment=payment, attempt=attempt, result=result, now=clock.now())
@@ -955,7 +1040,7 @@ async def sync_attempt(
             result = await provider.get_status(ref)
     except ProviderNotFound as exc:
         payment, attempt = await _load(session, attempt.payment_id, attempt_id, lock=True)
-        if attempt.created_at < clock.now() - timedelta(minutes=1):
+        if attempt.created_at < clock.now() - _never_received_after(providers, provider_name):
             await _fail_attempt(session, attempt, exc, now=clock.now())
             if payment.attempts[-1].id == attempt.id:
                 await _finish_failed(
@@ -997,6 +1082,12 @@ async def expire(
     )
     if not due:
         return payment.status
+    if (
+        payment.pending_operation is not None
+        and payment.pending_operation_at is not None
+        and payment.pending_operation_at > now - OPERATION_TIMEOUT
+    ):
+        return payment.status  # a capture or cancel is in flight: its outcome decides
     attempt = payment.attempts[-1]
     status = await sync_attempt(session, attempt_id=attempt.id, providers=providers, clock=clock)
     payment = await repository.get(session, payment_id, lock=True)
@@ -1008,20 +1099,37 @@ async def expire(
     await session.commit()
     try:
         result: ProviderResult | None = await providers.resolve(attempt.provider).void(ref)
-    except ProviderError as exc:
-        log.info("expire_void_failed", payment_id=str(payment_id), error=type(exc).__name__)
+    except (ProviderOperationNotSupported, ProviderInvalidRequest) as exc:
+        # The provider cannot cancel it in this state (YooKassa: a pending payment); it expires it
+        # itself. Expire ours now and keep asking, so a late payment is still seen and refunded.
+        log.info("expire_without_void", payment_id=str(payment_id), error=type(exc).__name__)
         result = None
+    except ProviderError as exc:
+        # Unknown or unreachable: nothing is decided; the next run tries again.
+        log.info("expire_void_failed", payment_id=str(payment_id), error=type(exc).__name__)
+        return PaymentStatus(payment.status)
     payment, attempt = await _load(session, payment_id, attempt.id, lock=True)
     if result is not None:
         await apply_provider_result(session, payment=payment, attempt=attempt, result=result, now=clock.now())
     if payment.status not in TERMINAL_PAYMENT:
-        if payment.ledger_hold_id is not None:
-            await ledger_service.void_hold(
-                session, hold_id=payment.ledger_hold_id, idempotency_key=f"{_reference(payment)}:void", now=clock.now()
-            )
+        if payment.status is PaymentStatus.authorized:
+            return PaymentStatus(payment.status)  # the provider still holds the money: never drop our hold
         attempt.next_sync_at = clock.now() + SYNC_BACKOFF[-1]  # keep asking: a late success must be seen
         await _set_status(session, payment, PaymentStatus.expired, now=clock.now())
     return PaymentStatus(payment.status)
+
+
+def _never_received_after(providers: ProviderRegistry, provider_name: str) -> timedelta:
+    """How old an attempt must be before "not found at the provider" means it never arrived.
+
+    Longer than the longest create call can last (every retry timing out, plus backoff), so a
+    call still in flight can never be judged lost while it may yet succeed.
+    """
+    conf = providers.settings.by_name().get(provider_name)
+    if conf is None:
+        return timedelta(minutes=5)
+    longest = conf.max_attempts * (conf.total_timeout_seconds + conf.backoff_max_seconds)
+    return timedelta(seconds=longest + 60)
 
 
 def next_sync_delay(sync_count: int) -> timedelta:
