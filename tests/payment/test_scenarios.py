@@ -346,3 +346,51 @@ class TestLateMoney:
         assert (await get(payments, pid))["status"] == "failed"
         assert await payments.balance("platform:order_clearing") == 49_900  # kept on the books, not dropped
         assert (await events(payments, pid)).count("payment.refund_required") == 1
+
+
+class TestWalletTopUpCeiling:
+    async def test_a_top_up_past_the_wallet_ceiling_is_kept_for_refund_not_credited(
+        self, payments: PaymentsEnv
+    ) -> None:
+        from payment_service.auth import USER_SCOPES, Principal, PrincipalKind
+        from payment_service.config import get_settings
+        from payment_service.db import transaction
+        from payment_service.kit.money import Money
+        from payment_service.ledger import accounts
+        from payment_service.ledger import service as ledger_service
+        from payment_service.ledger.schemas import Posting
+        from payment_service.models.payment import PaymentPurpose
+        from payment_service.payment import service as payment_service
+        from payment_service.payment.schemas import PaymentCreate
+
+        res = payments.resources
+        almost_full = get_settings().wallet.max_balance_minor - 100
+        async with transaction(res.sessionmaker) as session:
+            await ledger_service.transfer(
+                session,
+                postings=[Posting(accounts.external_world(), accounts.user_wallet("u9"), Money(almost_full, "RUB"))],
+                idempotency_key="seed-u9",
+                reference="test:seed",
+                reason="test_seed",
+                now=res.clock.now(),
+            )
+        principal = Principal(PrincipalKind.user, "u9", USER_SCOPES)
+        data = PaymentCreate.model_validate(
+            {"amount": {"value": "499.00", "currency": "RUB"}, "method": "bank_card", "description": "Top-up",
+             "return_url": RETURN, "provider": "tbank"}
+        )  # fmt: skip
+        async with transaction(res.sessionmaker) as session:
+            assert res.providers is not None
+            payment = await payment_service.create(
+                session, principal=principal, data=data, purpose=PaymentPurpose.wallet_top_up, claim=None,
+                providers=res.providers, clock=res.clock,
+            )  # fmt: skip
+        await payments.pay("tbank", await provider_id(payments, str(payment.id)), card_number=None, outcome=None)
+        await payments.worker.apply_webhooks()
+
+        body = await get(payments, str(payment.id), user="u9")
+        assert body["status"] == "failed"
+        assert body["decline_code"] == "wallet_limit_exceeded"
+        assert await payments.balance("user:u9:wallet") == almost_full
+        assert await payments.balance("platform:order_clearing") == 49_900
+        assert "payment.refund_required" in await events(payments, str(payment.id))

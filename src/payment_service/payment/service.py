@@ -29,6 +29,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from payment_service.auth import Principal, PrincipalKind
+from payment_service.config import get_settings
 from payment_service.db import checkpoint
 from payment_service.errors import Conflict, Forbidden, NotFound, ServiceUnavailable, Unprocessable
 from payment_service.kit import idempotency
@@ -628,16 +629,26 @@ async def _on_authorized(session: AsyncSession, payment: Payment, attempt: Payme
             log.error("late_authorization", payment_id=str(payment.id), status=payment.status)
         return False
     amount = Money(payment.amount_minor, payment.currency)
-    hold = await ledger_service.hold(
-        session,
-        postings=[
-            Posting(accounts.provider_clearing(attempt.provider, payment.currency), _purpose_account(payment), amount)
-        ],
-        idempotency_key=f"{_reference(payment)}:authorize",
-        reference=_reference(payment),
-        reason="payment_authorized",
-        now=now,
-    )
+    credited = _purpose_account(payment)
+    ceilings = None
+    if PaymentPurpose(payment.purpose) is PaymentPurpose.wallet_top_up:
+        ceilings = {credited: Money(get_settings().wallet.max_balance_minor, payment.currency)}
+    try:
+        async with session.begin_nested():
+            hold = await ledger_service.hold(
+                session,
+                postings=[Posting(accounts.provider_clearing(attempt.provider, payment.currency), credited, amount)],
+                idempotency_key=f"{_reference(payment)}:authorize",
+                reference=_reference(payment),
+                reason="payment_authorized",
+                now=now,
+                ceilings=ceilings,
+            )
+    except ledger_service.LimitExceeded:
+        # The wallet would pass its ceiling: no hold; the capture that follows is refused by the
+        # same ceiling and booked for a refund (see ``_on_succeeded``).
+        log.warning("top_up_over_wallet_ceiling", payment_id=str(payment.id))
+        return False
     payment.ledger_hold_id = hold.id
     payment.provider = attempt.provider
     payment.provider_payment_id = attempt.provider_payment_id
@@ -735,6 +746,13 @@ async def _on_succeeded(
             postings=postings,
             reason=_credit_reason(payment, captured=True),
         )
+    elif PaymentPurpose(payment.purpose) is PaymentPurpose.wallet_top_up:
+        if not await _credit_wallet(session, payment, clearing, captured, now=now):
+            # The wallet would pass its ceiling (a race past the check at creation): the money is
+            # kept on the books for a refund and the payment is reported as not topped up.
+            await _book_late_money(session, payment, attempt, captured, now=now)
+            payment.decline_code = "wallet_limit_exceeded"
+            return await _set_status(session, payment, PaymentStatus.failed, now=now)
     else:
         await ledger_service.transfer(
             session,
@@ -751,6 +769,28 @@ async def _on_succeeded(
     payment.action = None
     payment.pending_operation = None
     return await _set_status(session, payment, PaymentStatus.succeeded, now=now)
+
+
+async def _credit_wallet(
+    session: AsyncSession, payment: Payment, clearing: accounts.AccountSpec, amount_minor: int, *, now: datetime
+) -> bool:
+    """Credit a top-up to the wallet under its balance ceiling; False when the ceiling refuses it."""
+    wallet = accounts.user_wallet(payment.payer_id, payment.currency)
+    ceiling = Money(get_settings().wallet.max_balance_minor, payment.currency)
+    try:
+        async with session.begin_nested():
+            await ledger_service.transfer(
+                session,
+                postings=[Posting(clearing, wallet, Money(amount_minor, payment.currency))],
+                idempotency_key=f"{_reference(payment)}:charge",
+                reference=_reference(payment),
+                reason=_credit_reason(payment),
+                now=now,
+                ceilings={wallet: ceiling},
+            )
+    except ledger_service.LimitExceeded:
+        return False
+    return True
 
 
 async def _on_canceled(session: AsyncSession, payment: Payment, *, now: datetime) -> bool:
