@@ -271,10 +271,9 @@ def _client_process(args: tuple[str, str, int, int, int, str, float, float, int]
     return uvloop.run(_clients(*args))
 
 
-def _ready(delay: float) -> int:
-    """Run once per worker process before measuring: imports done, so start times are met."""
+def _ready(delay: float) -> None:
+    """Keeps a worker busy for ``delay`` so that the pool starts all its processes."""
     time.sleep(delay)
-    return os.getpid()
 
 
 def client_pool(cfg: Config) -> ProcessPoolExecutor | None:
@@ -282,9 +281,8 @@ def client_pool(cfg: Config) -> ProcessPoolExecutor | None:
     if jobs == 1:
         return None
     pool = ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"))
-    pids = set(pool.map(_ready, [0.5] * jobs))
-    if len(pids) != jobs:
-        raise RuntimeError("client processes did not all start")
+    # Each worker process imports everything when it starts; do that before any timed window.
+    list(pool.map(_ready, [1.0] * jobs))
     return pool
 
 
@@ -304,7 +302,7 @@ async def run_workload(
     tag = uuid.uuid4().hex[:8]
     jobs = max(1, min(cfg.threads, cfg.clients)) if pool is not None else 1
     per_job = [cfg.clients // jobs + (1 if j < cfg.clients % jobs else 0) for j in range(jobs)]
-    start_at = time.time() + 0.5  # connections open
+    start_at = time.time() + 1.0  # connections open
     args = [
         (dsn, name, sum(per_job[:j]), per_job[j], len(wallets), tag, start_at, seconds, per_job[j]) for j in range(jobs)
     ]
