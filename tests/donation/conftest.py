@@ -25,9 +25,10 @@ from payment_service.ledger import accounts
 from payment_service.ledger import service as ledger_service
 from payment_service.ledger.schemas import Posting
 from payment_service.resources import Resources
+from tests.outbox.helpers import kafka_settings
 from tests.payment.conftest import PaymentsEnv, payments
 
-__all__ = ["payments"]
+__all__ = ["kafka_settings", "payments"]
 
 RETURN = "https://stream.example/after-payment"
 

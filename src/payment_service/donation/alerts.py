@@ -8,10 +8,10 @@ Path of one alert (and why none is lost or shown twice):
 2. Right after that transaction commits (SQLAlchemy ``after_commit``, whoever commits: the
    request's unit of work, the webhook job, the status sync, the Kafka consumer) a task of the
    same process runs :meth:`AlertPublisher.publish_committed`: ONE statement marks the alerts
-   published — only rows that really committed — then ``PUBLISH donations:alerts:<streamer>``,
-   then commits the mark. A crash before the mark commits leaves the alert unpublished;
-   :func:`payment_service.donation.tasks.publish_pending_alerts` (worker, every second)
-   publishes it after ``alert_publish_grace_seconds``.
+   published — only rows that really committed — then ``PUBLISH donations:<db>:alerts:<streamer>``
+   (:func:`channel`), then commits the mark. A crash before the mark commits leaves the alert
+   unpublished; :func:`payment_service.donation.tasks.publish_pending_alerts` (worker, every
+   second) publishes it after ``alert_publish_grace_seconds``.
 3. Each API process has one :class:`AlertHub` (one Redis connection) subscribed to the channels
    of its connected streamers; it hands messages to the local WebSocket connections.
 4. A connection remembers the last ``alert_seq`` it sent. It subscribes first, then replays the
@@ -48,13 +48,15 @@ from payment_service.models.donation import Donation
 
 log = structlog.get_logger(__name__)
 
-CHANNEL_PREFIX = "donations:alerts:"
 _PENDING_KEY = "donation_alerts_pending"
 _HOOKED_KEY = "donation_alerts_hooked"
 
 
-def channel(streamer_id: str) -> str:
-    return CHANNEL_PREFIX + streamer_id
+def channel(redis: aioredis.Redis, streamer_id: str) -> str:
+    """``donations:<db>:alerts:<streamer>``. Redis pub/sub ignores the database number, so the
+    channel carries it: services (or test workers) on other databases of one Redis never mix."""
+    db = redis.connection_pool.connection_kwargs.get("db", 0)
+    return f"donations:{db}:alerts:{streamer_id}"
 
 
 def frame(donation: Donation) -> AlertFrame:
@@ -88,7 +90,7 @@ class AlertPublisher:
             return
         async with self.redis.pipeline(transaction=False) as pipe:
             for donation in donations:
-                pipe.publish(channel(donation.streamer_id), frame(donation).model_dump_json())
+                pipe.publish(channel(self.redis, donation.streamer_id), frame(donation).model_dump_json())
             await pipe.execute()
 
     async def publish_committed(self, donation_ids: Sequence[uuid.UUID]) -> int:
@@ -229,7 +231,7 @@ class AlertHub:
 
     async def subscribe(self, streamer_id: str) -> AlertListener:
         listener = AlertListener(streamer_id)
-        name = channel(streamer_id)
+        name = channel(self._redis, streamer_id)
         waiter: asyncio.Future[None] | None = None
         async with self._lock:
             if self._pubsub is None:
@@ -262,7 +264,7 @@ class AlertHub:
         return listener
 
     async def unsubscribe(self, listener: AlertListener) -> None:
-        name = channel(listener.streamer_id)
+        name = channel(self._redis, listener.streamer_id)
         async with self._lock:
             listeners = self._listeners.get(name)
             if listeners is None or listener not in listeners:
@@ -287,11 +289,15 @@ class AlertHub:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await reader
         if pubsub is not None:
+            if pubsub.connection is not None:  # the connection goes back to the pool: forget us
+                pubsub.connection.deregister_connect_callback(self._on_connect)
             with contextlib.suppress(RedisError, OSError):
                 await pubsub.aclose()  # type: ignore[no-untyped-call]
 
     async def _on_connect(self, connection: Any) -> None:
         """Called by redis-py when the pub/sub connection reconnected (it resubscribes by itself)."""
+        if self._pubsub is None or connection is not self._pubsub.connection:
+            return
         log.warning("donation_alert_hub_reconnected", channels=len(self._listeners))
         self._confirmed.clear()
         for listeners in self._listeners.values():

@@ -97,7 +97,7 @@ class _Stream:
 
     async def live(self, item: dict[str, Any]) -> None:
         seq = item.get("id")
-        if not isinstance(seq, int) or seq <= self.last:
+        if not isinstance(seq, int) or seq <= self.last or item.get("streamer_id") != self.streamer_id:
             return  # already sent (replayed from the log, or a second publication)
         if seq == self.last + 1:
             await self.send(item)
