@@ -123,12 +123,21 @@ class TestDevFiles:
 
         specs = extra_processes(settings)
 
-        assert {s.name for s in specs} == {"emulator-yookassa", "emulator-tbank", "emulator-sber", "emulator-mobile"}
+        assert {s.name for s in specs} == {
+            "emulator-yookassa",
+            "emulator-tbank",
+            "emulator-sber",
+            "emulator-mobile",
+            "emulator-catalog",
+        }
         yookassa = next(s for s in specs if s.name == "emulator-yookassa")
         assert yookassa.argv[1:3] == ["-m", "emulators.yookassa"]
         assert json.loads(yookassa.env["EMULATOR_CREDENTIALS"]) == creds["yookassa"]
         assert "secret" not in " ".join(yookassa.argv)  # credentials never on the command line
         assert yookassa.exports["PAYMENT_PROVIDERS__YOOKASSA__BASE_URL"].endswith("/v3")
+        catalog = next(s for s in specs if s.name == "emulator-catalog")
+        assert catalog.argv[1:3] == ["-m", "emulators.catalog"]
+        assert catalog.exports["PAYMENT_CATALOG__BASE_URL"].startswith("http://127.0.0.1:")
 
 
 class TestEmbeddedRedis:

@@ -126,6 +126,8 @@ EMULATED_PROVIDERS: dict[str, str] = {
     "mobile": "/v1",
 }
 """Provider emulators started by ``payment-service dev``, with the API path prefix of each."""
+CATALOG_EMULATOR = "emulators.catalog"
+"""The Game Catalog emulator (prices, payees, release dates), started next to the provider emulators."""
 
 
 def _vault_credentials(settings: Settings) -> dict[str, Any]:
@@ -141,12 +143,14 @@ def _vault_credentials(settings: Settings) -> dict[str, Any]:
 
 
 def extra_processes(settings: Settings) -> list[ChildSpec]:
-    """The provider emulators, one process each, on free loopback ports, started before the API.
+    """The provider emulators and the Game Catalog emulator, one process each, on free loopback
+    ports, started before the API.
 
     Each gets the same dev credentials the service reads from Vault (through its environment,
     never the command line), sends its webhooks to the dev API, and its base URL is exported to
     the API and the worker as ``PAYMENT_PROVIDERS__<NAME>__BASE_URL``. Nothing in ``src/`` imports
-    ``emulators/``: they run as ``python -m emulators.<provider>``.
+    ``emulators/``: they run as ``python -m emulators.<provider>``. The catalog emulator's base URL
+    is exported as ``PAYMENT_CATALOG__BASE_URL``.
     """
     credentials = _vault_credentials(settings)
     specs: list[ChildSpec] = []
@@ -169,6 +173,17 @@ def extra_processes(settings: Settings) -> list[ChildSpec]:
                 stop_timeout=5.0,
             )
         )
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    specs.append(
+        ChildSpec(
+            name="emulator-catalog",
+            argv=[python_executable(), "-m", CATALOG_EMULATOR, "--host", "127.0.0.1", "--port", str(port)],
+            exports={"PAYMENT_CATALOG__BASE_URL": base},
+            ready_url=f"{base}/_emulator/requests",
+            stop_timeout=5.0,
+        )
+    )
     return specs
 
 

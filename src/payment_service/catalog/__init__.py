@@ -1,0 +1,1 @@
+"""The Game Catalog Service behind a port: games and DLC, regional prices, payees and their terms."""
