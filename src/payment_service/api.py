@@ -14,6 +14,7 @@ from payment_service.donation.ws import router as donation_ws_router
 from payment_service.health.endpoints import router as health_router
 from payment_service.inbox.endpoints import router as inbox_router
 from payment_service.meta.endpoints import router as meta_router
+from payment_service.order.endpoints import router as order_router
 from payment_service.payment.endpoints import router as payment_router
 from payment_service.provider_event.endpoints import router as provider_event_router
 from payment_service.refund.endpoints import admin_router as refund_admin_router
@@ -29,6 +30,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     wallet_router,
     donation_router,
     donation_ws_router,
+    order_router,
     refund_router,
     refund_admin_router,
 )

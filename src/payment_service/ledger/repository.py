@@ -281,7 +281,7 @@ _CREDITED_SINCE = """
     SELECT coalesce(sum(e.amount), 0)::bigint AS total
       FROM ledger_entries e JOIN ledger_transfers t ON t.id = e.transfer_id
      WHERE e.account_id = $1::uuid AND e.phase = 'posted' AND e.effective_at >= $3::timestamptz
-       AND t.reason = ANY($2::text[]) AND t.kind = 'transfer'
+       AND t.reason = ANY($2::text[]) AND t.kind IN ('transfer', 'post')
 """
 
 

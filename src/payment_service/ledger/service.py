@@ -759,7 +759,8 @@ async def history(
 
 
 async def credited_since(session: Executor, account: AccountSpec, *, reasons: Sequence[str], since: datetime) -> Money:
-    """Net posted amount of single-phase transfers with one of ``reasons`` on ``account`` since ``since``.
+    """Net posted amount of single-phase transfers and posted holds with one of ``reasons`` on
+    ``account`` since ``since``.
 
     Signed in the account's normal orientation. Lock the account first (:func:`lock_accounts`)
     when the result gates a posting.

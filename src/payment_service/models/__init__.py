@@ -5,6 +5,7 @@ from payment_service.models.donation import Donation, DonationStreamer
 from payment_service.models.idempotency_key import IdempotencyKey
 from payment_service.models.inbox import DeadLetter, InboxEvent
 from payment_service.models.ledger import LedgerAccount, LedgerAccountDelta, LedgerEntry, LedgerHold, LedgerTransfer
+from payment_service.models.order import Order, OrderLine, WalletTopUp
 from payment_service.models.outbox import OutboxEvent
 from payment_service.models.payment import Payment, PaymentAttempt, ProviderEvent
 from payment_service.models.refund import Refund
@@ -14,3 +15,4 @@ __all__ += ["LedgerAccount", "LedgerAccountDelta", "LedgerEntry", "LedgerHold", 
 __all__ += ["Payment", "PaymentAttempt", "ProviderEvent"]
 __all__ += ["Refund"]
 __all__ += ["Donation", "DonationStreamer"]
+__all__ += ["Order", "OrderLine", "WalletTopUp"]
