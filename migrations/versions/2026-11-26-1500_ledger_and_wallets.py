@@ -74,9 +74,11 @@ BEGIN
         RETURN;
     END IF;
     IF p_kind NOT IN ('transfer', 'hold', 'post', 'void', 'expire', 'reversal')
+       OR (p_kind IN ('post', 'void', 'expire')) <> (p_pending_id IS NOT NULL)
+       OR (p_kind = 'reversal') <> (p_reverses_id IS NOT NULL)
        OR cardinality(p_accounts) IS DISTINCT FROM cardinality(p_amounts)
        OR cardinality(p_accounts) IS DISTINCT FROM cardinality(p_phases) OR cardinality(p_accounts) = 0 THEN
-        RAISE EXCEPTION 'ledger: transfer % has an unknown kind, no entries or ragged arrays', p_key
+        RAISE EXCEPTION 'ledger: transfer % has an unknown kind, a kind without its hold or reversed transfer, no entries or ragged arrays', p_key
             USING ERRCODE = 'LD001';
     END IF;
 
@@ -96,7 +98,13 @@ BEGIN
                             WHEN e.ph = 'released' AND e.amt > 0 THEN -e.amt ELSE 0 END)::bigint AS dpd,
                    sum(CASE WHEN e.ph = 'pending' AND e.amt > 0 THEN e.amt
                             WHEN e.ph = 'released' AND e.amt < 0 THEN e.amt ELSE 0 END)::bigint AS dpc,
-                   bool_and(e.ph IN ('posted', 'pending', 'released') AND e.amt <> 0) AS valid
+                   -- each kind writes only its own phases: a transfer or reversal posts, a hold holds,
+               -- a void or expiry releases, a post releases and posts
+               bool_and(e.amt <> 0 AND CASE p_kind WHEN 'hold' THEN e.ph = 'pending'
+                                                   WHEN 'post' THEN e.ph IN ('released', 'posted')
+                                                   WHEN 'void' THEN e.ph = 'released'
+                                                   WHEN 'expire' THEN e.ph = 'released'
+                                                   ELSE e.ph = 'posted' END) AS valid
               FROM unnest(p_accounts, p_amounts, p_phases) AS e(a, amt, ph)
              GROUP BY e.a) c
       LEFT JOIN ledger_accounts x ON x.id = c.id
@@ -124,7 +132,8 @@ BEGIN
              GROUP BY c.cur HAVING sum(c.dp) <> 0 OR sum(c.dpc - c.dpd) <> 0);
     END IF;
     IF v_unbalanced THEN
-        RAISE EXCEPTION 'ledger: transfer % does not balance per currency and phase', p_key USING ERRCODE = 'LD001';
+        RAISE EXCEPTION 'ledger: transfer % does not balance per currency, or has a zero or wrong-phase entry', p_key
+            USING ERRCODE = 'LD001';
     END IF;
 
     IF v_lock IS NOT NULL THEN

@@ -610,3 +610,32 @@ class TestWorkerJobs:
             assert (await ledger_service.balance(session, WALLET)).available == rub(1_000)
             assert await session.scalar(text("SELECT count(*) FROM ledger_account_deltas")) == 0
             assert await audit(session) == []
+
+
+class TestDatabaseGuards:
+    @pytest.mark.parametrize(
+        ("kind", "phases", "pending"),
+        [
+            ("transfer", ["pending", "pending"], False),  # a hold disguised as a transfer: no hold row
+            ("hold", ["posted", "posted"], False),
+            ("void", ["released", "released"], False),  # a void needs its hold
+            ("transfer", ["posted", "posted"], True),
+        ],
+    )
+    async def test_the_posting_function_refuses_phases_its_kind_does_not_write(
+        self, conn: asyncpg.Connection, kind: str, phases: list[str], pending: bool
+    ) -> None:
+        await fund(conn, WALLET, 100, key="top-up")
+
+        with pytest.raises(asyncpg.PostgresError) as caught:
+            await conn.fetchrow(
+                "SELECT * FROM ledger_post($1, 'bad', 'fp', $2, $3, NULL, 'r', 'x', NULL, now(), NULL,"
+                " $4::uuid[], ARRAY[-10, 10]::bigint[], $5::text[], NULL, NULL)",
+                uuid.uuid4(),
+                kind,
+                uuid.uuid4() if pending else None,
+                [WALLET.id, accounts.external_world().id],
+                phases,
+            )
+
+        assert caught.value.sqlstate == "LD001"
