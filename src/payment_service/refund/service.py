@@ -495,9 +495,8 @@ async def _approve(
     except ledger_service.InsufficientFunds as exc:
         raise RefundSourceInsufficient(account=exc.account_code) from None
     refund.ledger_hold_id = hold.id
-    refund.status = RefundStatus.processing
+    await _set(refund, RefundStatus.processing, now=now)
     refund.next_sync_at = now + SYNC_BACKOFF[0]
-    refund.updated_at = now
 
 
 # ---- calling the provider and applying its answer -----------------------------------------------
