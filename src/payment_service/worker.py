@@ -118,9 +118,7 @@ PERIODIC_JOBS: tuple[PeriodicJob, ...] = (
 
 # ── consumers of other services' topics ──────────────────────────────────────────────────────
 
-CONSUMERS: Mapping[str, Handler] = MappingProxyType(
-    {**donation_tasks.CONSUMERS, **catalog_tasks.CONSUMERS}
-)
+CONSUMERS: Mapping[str, Handler] = MappingProxyType({**donation_tasks.CONSUMERS, **catalog_tasks.CONSUMERS})
 """Logical topic → handler (``inbox.consumer.dispatch_by_type`` routes one topic by event type)."""
 
 
