@@ -57,6 +57,7 @@ from payment_service.payment.states import PaymentStatus
 from payment_service.pricing import rules as pricing_rules
 from payment_service.pricing import service as pricing_service
 from payment_service.providers.registry import ProviderRegistry
+from payment_service.refund import service as refund_service
 from payment_service.wallet import service as wallet_service
 
 log = structlog.get_logger(__name__)
@@ -662,6 +663,47 @@ async def _refund_required(session: AsyncSession, payment: Payment, *, reason: s
         ),
         key=payment.id,
     )
+
+
+# ---- refunds: where an order payment's money went ------------------------------------------------
+
+
+def split_sources(order: Order) -> list[tuple[accounts.AccountSpec, Money]]:
+    """The accounts the paid order's split credited, with the amounts (they sum to the total)."""
+    return [(p.credit, p.amount) for p in split_postings(order)]
+
+
+async def refund_basis(session: AsyncSession, payment: Payment) -> refund_service.RefundBasis:
+    """Refund basis of a payment with purpose ``order`` (registered with the refund module).
+
+    For the payment of a paid order's round, the captured amount is taken back from the accounts
+    the split credited (each developer, platform fees, VAT payable) in proportion to the split —
+    for a split-tender order the payment is only the provider part, so only its share. The games
+    are the order's items. Any other payment of purpose ``order`` (no order, or an order whose
+    round did not settle: the money is still in order clearing) keeps the default basis.
+    """
+    raw = payment.metadata_.get("order_id")
+    order = None
+    if raw:
+        try:
+            order = await repository.get(session, uuid.UUID(raw))
+        except ValueError:
+            order = None
+    captured = Money(payment.captured_minor, payment.currency)
+    if order is None or order.status is not OrderStatus.paid or order.payment_id != payment.id:
+        game = payment.metadata_.get(refund_service.GAME_ID_KEY)
+        return refund_service.RefundBasis(
+            sources=((payment_service.credited_account(payment), captured),), game_ids=(game,) if game else ()
+        )
+    legs = split_sources(order)
+    shares = captured.allocate([m.amount_minor for _, m in legs])
+    return refund_service.RefundBasis(
+        sources=tuple((account, share) for (account, _), share in zip(legs, shares, strict=True) if share.is_positive),
+        game_ids=tuple(line.item_id for line in order.lines),
+    )
+
+
+refund_service.register_basis(PaymentPurpose.order, refund_basis)
 
 
 # ---- expiry and cancellation --------------------------------------------------------------------
