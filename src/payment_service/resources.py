@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from payment_service.config import Settings
 from payment_service.db import create_engine, create_sessionmaker
 from payment_service.kit.clock import Clock, SystemClock
+from payment_service.providers.payout_registry import PayoutRegistry
 from payment_service.providers.registry import ProviderRegistry
 
 
@@ -26,6 +27,8 @@ class Resources:
     provider_credentials: dict[str, dict[str, Any]] = field(default_factory=dict)
     providers: ProviderRegistry | None = None
     """Built from settings and the Vault credentials by :meth:`start_providers`."""
+    payout_providers: PayoutRegistry | None = None
+    """Payout adapters, built on first use by :meth:`start_payout_providers`."""
 
     @classmethod
     def build(cls, settings: Settings, *, application_name: str = "payment-service") -> Resources:
@@ -44,9 +47,15 @@ class Resources:
         self.providers = ProviderRegistry.build(self.settings.providers, self.provider_credentials)
         return self.providers
 
+    def start_payout_providers(self) -> PayoutRegistry:
+        self.payout_providers = PayoutRegistry.build(self.settings.payouts.providers, self.provider_credentials)
+        return self.payout_providers
+
     async def close(self) -> None:
         if self.providers is not None:
             await self.providers.aclose()
+        if self.payout_providers is not None:
+            await self.payout_providers.aclose()
         await self.http.aclose()
         await self.redis.aclose()
         await self.engine.dispose()

@@ -41,9 +41,12 @@ from payment_service.outbox import handlers as outbox_handlers
 from payment_service.outbox import service as outbox_service
 from payment_service.outbox.relay import OutboxRelay, sleep_unless
 from payment_service.payment import tasks as payment_tasks
+from payment_service.payout import tasks as payout_tasks
 from payment_service.provider_event import tasks as provider_event_tasks
+from payment_service.referral_payout import tasks as referral_payout_tasks
 from payment_service.refund import tasks as refund_tasks
 from payment_service.resources import Resources
+from payment_service.streamer_payout import tasks as streamer_payout_tasks
 from payment_service.vault import load_provider_credentials
 
 log = structlog.get_logger(__name__)
@@ -114,11 +117,19 @@ PERIODIC_JOBS: tuple[PeriodicJob, ...] = (
     PeriodicJob("prune_inbox", every=timedelta(hours=1), run=prune_inbox),
     PeriodicJob("publish_donation_alerts", every=timedelta(seconds=1), run=donation_tasks.publish_pending_alerts),
     PeriodicJob("expire_orders", every=timedelta(seconds=30), run=order_tasks.expire_orders),
+    PeriodicJob("submit_payouts", every=timedelta(seconds=5), run=payout_tasks.submit_due_payouts),
+    PeriodicJob("sync_payout_attempts", every=timedelta(seconds=10), run=payout_tasks.sync_open_attempts),
+    PeriodicJob("payout_health", every=timedelta(minutes=1), run=payout_tasks.report_health),
+    PeriodicJob(
+        "streamer_scheduled_payouts", every=timedelta(minutes=10), run=streamer_payout_tasks.create_scheduled_payouts
+    ),
 )
 
 # ── consumers of other services' topics ──────────────────────────────────────────────────────
 
-CONSUMERS: Mapping[str, Handler] = MappingProxyType({**donation_tasks.CONSUMERS, **catalog_tasks.CONSUMERS})
+CONSUMERS: Mapping[str, Handler] = MappingProxyType(
+    {**donation_tasks.CONSUMERS, **catalog_tasks.CONSUMERS, **referral_payout_tasks.CONSUMERS}
+)
 """Logical topic → handler (``inbox.consumer.dispatch_by_type`` routes one topic by event type)."""
 
 

@@ -8,6 +8,7 @@ from payment_service.models.ledger import LedgerAccount, LedgerAccountDelta, Led
 from payment_service.models.order import Order, OrderLine, WalletTopUp
 from payment_service.models.outbox import OutboxEvent
 from payment_service.models.payment import Payment, PaymentAttempt, ProviderEvent
+from payment_service.models.payout import PayeeAccount, Payout, PayoutAttempt, PayoutBatch, ReferralPayout
 from payment_service.models.refund import Refund
 
 __all__ = ["Base", "DeadLetter", "IdempotencyKey", "InboxEvent", "OutboxEvent"]
@@ -16,3 +17,4 @@ __all__ += ["Payment", "PaymentAttempt", "ProviderEvent"]
 __all__ += ["Refund"]
 __all__ += ["Donation", "DonationStreamer"]
 __all__ += ["Order", "OrderLine", "WalletTopUp"]
+__all__ += ["PayeeAccount", "Payout", "PayoutAttempt", "PayoutBatch", "ReferralPayout"]

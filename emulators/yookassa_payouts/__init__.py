@@ -1,0 +1,1 @@
+"""YooKassa Payouts emulator (API v3 ``/payouts``, ``/sbp_banks``)."""

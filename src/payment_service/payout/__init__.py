@@ -1,0 +1,1 @@
+"""The payout engine: payee accounts, payouts and their provider attempts, batches."""

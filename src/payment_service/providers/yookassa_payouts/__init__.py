@@ -1,0 +1,1 @@
+"""YooKassa Payouts (API v3 ``/payouts``) adapter."""

@@ -1,0 +1,1 @@
+"""Referral payouts requested by the Social Service."""

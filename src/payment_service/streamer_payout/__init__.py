@@ -1,0 +1,1 @@
+"""Streamer payouts: scheduled payouts of donation balances, statements."""
