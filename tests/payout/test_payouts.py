@@ -421,3 +421,32 @@ class TestPayeeAccounts:
         assert admin.status_code == 200
         assert service.status_code == 403
         assert verification.status_code == 403
+
+
+class TestVaultOutage:
+    async def test_nothing_is_sent_or_stored_while_vault_is_down(self, payouts: PayoutsEnv) -> None:
+        await funded(payouts)
+        payout_id = await create(payouts, 1_000_00)
+        vault = payouts.resources.settings.vault
+        addr, vault.addr = vault.addr, "http://127.0.0.1:9"
+        try:
+            await payouts.submit()
+            waiting = await get(payouts, payout_id)
+            refused = await payouts.client.put(
+                "/v1/payees/me",
+                json={"details": {"method": "yoomoney", "account_number": "4100116075156746"}},
+                headers=payouts.user(STREAMER),
+            )
+        finally:
+            vault.addr = addr
+        canceled = await payouts.client.post(f"/v1/admin/payouts/{payout_id}/cancel", headers=payouts.admin())
+
+        assert waiting["status"] == "pending"
+        assert waiting["attempts"][0]["status"] == "created"
+        assert payouts.yookassa.requests == []
+        assert (refused.status_code, refused.json()["code"]) == (503, "payout_details_unavailable")
+        assert (await payouts.client.get("/v1/payees/me", headers=payouts.user(STREAMER))).json()[
+            "method"
+        ] == "bank_card"
+        assert canceled.json()["status"] == "canceled"
+        assert await payouts.audit() == []

@@ -152,6 +152,7 @@ async def submit(
         await session.flush()
     elif attempt.status is not PayoutAttemptStatus.created:
         return payout  # the provider has it; the sync resolves it
+    first_submission = attempt.submitted_at is None
     attempt.submitted_at = attempt.submitted_at or now
     attempt.updated_at = now
     payout.next_attempt_at = now + SUBMIT_LEASE
@@ -163,9 +164,10 @@ async def submit(
         destination = await details_vault.open(ciphertext)
     except vault.VaultError as exc:
         log.error("payout_details_open_failed", payout_id=str(payout_id), error=type(exc).__name__)
-        payout = await repository.get(session, payout_id, lock=True)
-        assert payout is not None
+        payout, attempt = await _load(session, payout_id, attempt_id, lock=True)
         payout.next_attempt_at = clock() + VAULT_RETRY
+        if first_submission and attempt.status is PayoutAttemptStatus.created:
+            attempt.submitted_at = None  # nothing left: an operator may still cancel it
         return payout
     outcome = await _call_create(registry, provider_name, _request(payout, attempt, destination))
     payout, attempt = await _load(session, payout_id, attempt_id, lock=True)
