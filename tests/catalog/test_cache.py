@@ -7,6 +7,8 @@ from collections.abc import Sequence
 import pytest
 import redis.asyncio as aioredis
 from emulators.catalog.state import CatalogState
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 
 from payment_service.catalog import cache as catalog_cache
 from payment_service.catalog.cache import CachedCatalog
@@ -114,7 +116,9 @@ class TestRedisDown:
     async def test_the_catalog_is_asked_directly(
         self, catalog_client: HttpCatalogClient, catalog_state: CatalogState
     ) -> None:
-        dead = aioredis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2, socket_timeout=0.2)
+        dead = aioredis.Redis(
+            host="127.0.0.1", port=1, socket_connect_timeout=0.2, socket_timeout=0.2, retry=Retry(NoBackoff(), 0)
+        )
         try:
             cached = CachedCatalog(catalog_client, dead, ttl_seconds=60)
 
