@@ -159,12 +159,13 @@ class LedgerTransfer(Base):
     )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
-    idempotency_key: Mapped[str] = mapped_column(String(255), nullable=False, unique=True)
+    # Opaque identifiers: byte order ("C") keeps their indexes cheap (no locale comparisons).
+    idempotency_key: Mapped[str] = mapped_column(String(255, collation="C"), nullable=False, unique=True)
     fingerprint: Mapped[str] = mapped_column(String(64), nullable=False)
     kind: Mapped[str] = mapped_column(String(16), nullable=False)
     pending_id: Mapped[uuid.UUID | None] = mapped_column()
     reverses_id: Mapped[uuid.UUID | None] = mapped_column()
-    reference: Mapped[str] = mapped_column(String(200), nullable=False)
+    reference: Mapped[str] = mapped_column(String(200, collation="C"), nullable=False)
     reason: Mapped[str] = mapped_column(String(64), nullable=False)
     metadata_: Mapped[dict[str, Any] | None] = mapped_column("metadata", JSONB)
     effective_at: Mapped[datetime] = mapped_column(nullable=False)
