@@ -20,13 +20,12 @@ import asyncio
 import random
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from types import MappingProxyType
 
 import asyncpg
 import structlog
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from payment_service.catalog import tasks as catalog_tasks
 from payment_service.config import Settings
@@ -35,6 +34,7 @@ from payment_service.donation import tasks as donation_tasks
 from payment_service.inbox import service as inbox_service
 from payment_service.inbox.consumer import EventConsumer
 from payment_service.inbox.service import Handler
+from payment_service.jobs import JobContext
 from payment_service.kit import idempotency
 from payment_service.order import tasks as order_tasks
 from payment_service.outbox import handlers as outbox_handlers
@@ -59,16 +59,6 @@ INBOX_RETENTION = timedelta(days=30)
 
 
 # ── periodic jobs ────────────────────────────────────────────────────────────────────────────
-
-
-@dataclass(frozen=True, slots=True)
-class JobContext:
-    """What a periodic job gets: a session in its own transaction and the current time."""
-
-    session: AsyncSession
-    now: datetime
-    settings: Settings
-    resources: Resources
 
 
 JobFunction = Callable[[JobContext], Awaitable[bool | None]]

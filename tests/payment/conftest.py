@@ -20,6 +20,7 @@ from sqlalchemy import text
 
 from payment_service.config import Settings
 from payment_service.db import transaction
+from payment_service.jobs import JobContext
 from payment_service.main import create_app
 from payment_service.payment import tasks as payment_tasks
 from payment_service.provider_event import service as provider_event_service
@@ -64,7 +65,12 @@ class WorkerSteps:
 
     async def _job(self, job: Any) -> Any:
         async with transaction(self.resources.sessionmaker) as session:
-            ctx = type("Ctx", (), {"session": session, "resources": self.resources, "now": self.resources.clock.now()})
+            ctx = JobContext(
+                session=session,
+                now=self.resources.clock.now(),
+                settings=self.resources.settings,
+                resources=self.resources,
+            )
             return await job(ctx)
 
     async def sync(self) -> Any:

@@ -29,6 +29,7 @@ from sqlalchemy import text
 
 from payment_service.config import PlaytimeSettings, Settings
 from payment_service.db import transaction
+from payment_service.jobs import JobContext
 from payment_service.main import create_app
 from payment_service.playtime.client import HttpPlaytimeClient
 from payment_service.provider_event import service as provider_event_service
@@ -111,7 +112,12 @@ class WorkerSteps:
 
     async def sync_refunds(self) -> Any:
         async with transaction(self.resources.sessionmaker) as session:
-            ctx = type("Ctx", (), {"session": session, "resources": self.resources, "now": self.resources.clock.now()})
+            ctx = JobContext(
+                session=session,
+                now=self.resources.clock.now(),
+                settings=self.resources.settings,
+                resources=self.resources,
+            )
             return await refund_tasks.sync_open_refunds(ctx)
 
 

@@ -5,19 +5,19 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import timedelta
-from typing import Protocol
 
 import structlog
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from payment_service.config import Settings, get_settings
+from payment_service.config import get_settings
 from payment_service.donation import alerts
 from payment_service.donation import service as donation_service
 from payment_service.donation.schemas import DonationRequest
 from payment_service.inbox.consumer import dispatch_by_type
 from payment_service.inbox.schemas import IncomingEvent
 from payment_service.inbox.service import Handler, PermanentError
+from payment_service.jobs import JobContext
 from payment_service.kit.clock import Clock, SystemClock
 from payment_service.resources import Resources
 
@@ -57,21 +57,12 @@ CONSUMERS: Mapping[str, Handler] = {REQUEST_TOPIC: dispatch_by_type({REQUEST_TYP
 """Topic → handler, listed in ``worker.CONSUMERS``."""
 
 
-class _Ctx(Protocol):
-    @property
-    def session(self) -> AsyncSession: ...
-    @property
-    def resources(self) -> Resources: ...
-    @property
-    def settings(self) -> Settings: ...
-
-
 def bind_publisher(resources: Resources) -> alerts.AlertPublisher:
     """Make commits through ``resources``' engine publish their alerts right after COMMIT."""
     return alerts.bind(engine=resources.engine.sync_engine, redis=resources.redis, sessionmaker=resources.sessionmaker)
 
 
-async def publish_pending_alerts(ctx: _Ctx) -> bool:
+async def publish_pending_alerts(ctx: JobContext) -> bool:
     """Bind this worker's post-commit publisher (first run) and publish alerts left unpublished for
     longer than ``alert_publish_grace_seconds``. True when a full batch was published."""
     publisher = bind_publisher(ctx.resources)

@@ -7,12 +7,9 @@ the round (wallet part released) the same way.
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Protocol
-
 import structlog
-from sqlalchemy.ext.asyncio import AsyncSession
 
+from payment_service.jobs import JobContext
 from payment_service.order import service as order_service
 
 log = structlog.get_logger(__name__)
@@ -20,14 +17,7 @@ log = structlog.get_logger(__name__)
 BATCH = 200
 
 
-class _Ctx(Protocol):
-    @property
-    def session(self) -> AsyncSession: ...
-    @property
-    def now(self) -> datetime: ...
-
-
-async def expire_orders(ctx: _Ctx) -> bool:
+async def expire_orders(ctx: JobContext) -> bool:
     """Expire unpaid orders past their ``expires_at`` (``order.expired``). True when a full batch ran."""
     expired = await order_service.expire_due(ctx.session, now=ctx.now, limit=BATCH)
     if expired:

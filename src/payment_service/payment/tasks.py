@@ -7,16 +7,12 @@ applied in a transaction of its own (``payment.service``).
 
 from __future__ import annotations
 
-from typing import Protocol
-
 import structlog
-from sqlalchemy.ext.asyncio import AsyncSession
 
+from payment_service.jobs import JobContext
 from payment_service.kit.clock import Clock
 from payment_service.payment import repository
 from payment_service.payment import service as payment_service
-from payment_service.providers.registry import ProviderRegistry
-from payment_service.resources import Resources
 
 log = structlog.get_logger(__name__)
 
@@ -24,21 +20,7 @@ SYNC_BATCH = 50
 EXPIRE_BATCH = 50
 
 
-class _Ctx(Protocol):
-    @property
-    def session(self) -> AsyncSession: ...
-    @property
-    def resources(self) -> Resources: ...
-
-
-def _registry(ctx: _Ctx) -> ProviderRegistry:
-    if ctx.resources.providers is None:
-        ctx.resources.start_providers()
-    assert ctx.resources.providers is not None
-    return ctx.resources.providers
-
-
-async def sync_open_attempts(ctx: _Ctx) -> bool:
+async def sync_open_attempts(ctx: JobContext) -> bool:
     """Ask providers about attempts whose outcome is open and due. True when a full batch ran."""
     clock: Clock = ctx.resources.clock
     now = clock.now()
@@ -52,7 +34,7 @@ async def sync_open_attempts(ctx: _Ctx) -> bool:
                 ctx.session, [attempt.id], until=now + payment_service.next_sync_delay(attempt.sync_count + 1)
             )
     await ctx.session.commit()
-    providers = _registry(ctx)
+    providers = ctx.providers
     for attempt_id in due:
         try:
             await payment_service.sync_attempt(ctx.session, attempt_id=attempt_id, providers=providers, clock=clock)
@@ -63,12 +45,12 @@ async def sync_open_attempts(ctx: _Ctx) -> bool:
     return len(due) >= SYNC_BATCH
 
 
-async def expire_payments(ctx: _Ctx) -> bool:
+async def expire_payments(ctx: JobContext) -> bool:
     """Expire unpaid payments and void stale authorizations. True when a full batch ran."""
     clock: Clock = ctx.resources.clock
     ids = await repository.expired_ids(ctx.session, now=clock.now(), limit=EXPIRE_BATCH)
     await ctx.session.commit()
-    providers = _registry(ctx)
+    providers = ctx.providers
     for payment_id in ids:
         try:
             await payment_service.expire(ctx.session, payment_id=payment_id, providers=providers, clock=clock)

@@ -7,37 +7,19 @@ during the provider call and its answer applied in a transaction of its own.
 
 from __future__ import annotations
 
-from typing import Protocol
-
 import structlog
-from sqlalchemy.ext.asyncio import AsyncSession
 
+from payment_service.jobs import JobContext
 from payment_service.kit.clock import Clock
-from payment_service.providers.registry import ProviderRegistry
 from payment_service.refund import repository
 from payment_service.refund import service as refund_service
-from payment_service.resources import Resources
 
 log = structlog.get_logger(__name__)
 
 SYNC_BATCH = 50
 
 
-class _Ctx(Protocol):
-    @property
-    def session(self) -> AsyncSession: ...
-    @property
-    def resources(self) -> Resources: ...
-
-
-def _registry(ctx: _Ctx) -> ProviderRegistry:
-    if ctx.resources.providers is None:
-        ctx.resources.start_providers()
-    assert ctx.resources.providers is not None
-    return ctx.resources.providers
-
-
-async def sync_open_refunds(ctx: _Ctx) -> bool:
+async def sync_open_refunds(ctx: JobContext) -> bool:
     """Ask providers about refunds whose outcome is open and due. True when a full batch ran."""
     clock: Clock = ctx.resources.clock
     now = clock.now()
@@ -51,7 +33,7 @@ async def sync_open_refunds(ctx: _Ctx) -> bool:
                 ctx.session, refund_id, until=now + refund_service.next_sync_delay(refund.sync_count + 1)
             )
     await ctx.session.commit()
-    providers = _registry(ctx)
+    providers = ctx.providers
     for refund_id in due:
         try:
             await refund_service.sync(ctx.session, refund_id=refund_id, providers=providers, clock=clock)
