@@ -36,6 +36,7 @@ from payment_service.inbox.consumer import EventConsumer
 from payment_service.inbox.service import Handler
 from payment_service.jobs import JobContext
 from payment_service.kit import idempotency
+from payment_service.ledger import tasks as ledger_tasks
 from payment_service.order import tasks as order_tasks
 from payment_service.outbox import handlers as outbox_handlers
 from payment_service.outbox import service as outbox_service
@@ -101,6 +102,8 @@ PERIODIC_JOBS: tuple[PeriodicJob, ...] = (
     ),
     PeriodicJob("sync_payment_attempts", every=timedelta(seconds=5), run=payment_tasks.sync_open_attempts),
     PeriodicJob("expire_payments", every=timedelta(seconds=30), run=payment_tasks.expire_payments),
+    PeriodicJob("fold_ledger_deltas", every=timedelta(milliseconds=200), run=ledger_tasks.fold_job),
+    PeriodicJob("expire_ledger_holds", every=timedelta(seconds=10), run=ledger_tasks.expire_holds_job),
     PeriodicJob("sync_refunds", every=timedelta(seconds=5), run=refund_tasks.sync_open_refunds),
     PeriodicJob("prune_idempotency_keys", every=timedelta(minutes=5), run=prune_idempotency_keys),
     PeriodicJob("prune_outbox", every=timedelta(minutes=10), run=prune_outbox),
