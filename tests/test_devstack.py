@@ -106,7 +106,7 @@ class TestDevFiles:
     def test_dev_provider_credentials_are_random_for_every_provider(self) -> None:
         one, two = dev_provider_credentials(), dev_provider_credentials()
 
-        assert set(one) == {"yookassa", "tbank", "sber", "mobile", "atol", "qiwi"}
+        assert set(one) == {"yookassa", "tbank", "sber", "mobile", "yookassa_payouts", "bank_transfer", "atol", "qiwi"}
         assert set(one["yookassa"]) == {"shop_id", "secret_key"}
         assert set(one["tbank"]) == {"terminal_key", "password"}
         assert set(one["sber"]) == {"user_name", "password", "callback_secret"}
@@ -128,6 +128,8 @@ class TestDevFiles:
             "emulator-tbank",
             "emulator-sber",
             "emulator-mobile",
+            "emulator-yookassa_payouts",
+            "emulator-bank_transfer",
             "emulator-catalog",
         }
         yookassa = next(s for s in specs if s.name == "emulator-yookassa")
@@ -273,7 +275,9 @@ class TestDevLauncher:
             stack = read_env_file(run_dir / "stack.env")
             vault = {"X-Vault-Token": stack["PAYMENT_VAULT__TOKEN"]}
             kv = httpx.get(f"{stack['PAYMENT_VAULT__ADDR']}/v1/secret/data/payment-service/providers", headers=vault)
-            assert set(kv.json()["data"]["data"]) == {"yookassa", "tbank", "sber", "mobile", "atol", "qiwi"}
+            assert set(kv.json()["data"]["data"]) == {
+                "yookassa", "tbank", "sber", "mobile", "yookassa_payouts", "bank_transfer", "atol", "qiwi",
+            }  # fmt: skip
             mounts = httpx.get(f"{stack['PAYMENT_VAULT__ADDR']}/v1/sys/mounts", headers=vault).json()
             assert mounts["transit/"]["type"] == "transit"
 

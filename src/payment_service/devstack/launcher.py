@@ -126,6 +126,12 @@ EMULATED_PROVIDERS: dict[str, str] = {
     "mobile": "/v1",
 }
 """Provider emulators started by ``payment-service dev``, with the API path prefix of each."""
+EMULATED_PAYOUT_PROVIDERS: dict[str, str] = {
+    "yookassa_payouts": "/v3",
+    "bank_transfer": "/v1",
+}
+"""Payout provider emulators started by ``payment-service dev`` (``PAYMENT_PAYOUTS__PROVIDERS__*``)."""
+
 CATALOG_EMULATOR = "emulators.catalog"
 """The Game Catalog emulator (prices, payees, release dates), started next to the provider emulators."""
 
@@ -167,6 +173,27 @@ def extra_processes(settings: Settings) -> list[ChildSpec]:
                 env={
                     "EMULATOR_CREDENTIALS": json.dumps(credentials.get(name, {})),
                     "EMULATOR_WEBHOOK_URL": f"{settings.http.public_base_url}/v1/webhooks/{name}",
+                },
+                exports=exports,
+                ready_url=f"{base}/_emulator/requests",
+                stop_timeout=5.0,
+            )
+        )
+    for name, path in EMULATED_PAYOUT_PROVIDERS.items():
+        port = free_port()
+        base = f"http://127.0.0.1:{port}"
+        exports = {f"PAYMENT_PAYOUTS__PROVIDERS__{name.upper()}__BASE_URL": base + path}
+        if name == "yookassa_payouts":
+            exports["PAYMENT_PAYOUTS__PROVIDERS__YOOKASSA_PAYOUTS__WEBHOOK_IP_ALLOWLIST"] = (
+                '["127.0.0.1/32", "::1/128"]'
+            )
+        specs.append(
+            ChildSpec(
+                name=f"emulator-{name}",
+                argv=[python_executable(), "-m", f"emulators.{name}", "--host", "127.0.0.1", "--port", str(port)],
+                env={
+                    "EMULATOR_CREDENTIALS": json.dumps(credentials.get(name, {})),
+                    "EMULATOR_WEBHOOK_URL": f"{settings.http.public_base_url}/v1/webhooks/payouts/{name}",
                 },
                 exports=exports,
                 ready_url=f"{base}/_emulator/requests",

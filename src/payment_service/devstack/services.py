@@ -226,5 +226,7 @@ def dev_provider_credentials() -> dict[str, dict[str, Any]]:
             "inn": digits(10),
         },
         "mobile": {"api_key": "test_" + secrets.token_urlsafe(24), "webhook_secret": secrets.token_urlsafe(32)},
+        "yookassa_payouts": {"agent_id": digits(6), "secret_key": "test_" + secrets.token_urlsafe(32)},
+        "bank_transfer": {"api_key": "test_" + secrets.token_urlsafe(24), "webhook_secret": secrets.token_urlsafe(32)},
         "qiwi": {"enabled": False},
     }
