@@ -6,7 +6,7 @@ from typing import Any
 
 import httpx
 
-from payment_service.providers._http import ProviderHTTP
+from payment_service.providers._json_api import JsonApiClient, JsonApiError
 from payment_service.providers.breaker import CircuitBreaker
 from payment_service.providers.mobile.schemas import MCCharge, MCErrorBody, MCRefund
 from payment_service.providers.settings import MobileSettings
@@ -14,15 +14,14 @@ from payment_service.providers.settings import MobileSettings
 PROVIDER = "mobile"
 
 
-class MobileApiError(Exception):
-    def __init__(self, status: int, error: MCErrorBody, operation: str) -> None:
-        super().__init__(f"{status} {error.code}: {error.message}")
-        self.status = status
-        self.error = error
-        self.operation = operation
+class MobileApiError(JsonApiError[MCErrorBody]):
+    pass
 
 
-class MobileClient:
+class MobileClient(JsonApiClient):
+    api_error = MobileApiError
+    error_model = MCErrorBody
+
     def __init__(
         self,
         settings: MobileSettings,
@@ -31,42 +30,7 @@ class MobileClient:
         transport: httpx.AsyncBaseTransport | None = None,
         breaker: CircuitBreaker | None = None,
     ) -> None:
-        self.http = ProviderHTTP(
-            PROVIDER, settings, transport=transport, breaker=breaker, headers={"Authorization": f"Bearer {api_key}"}
-        )
-
-    async def aclose(self) -> None:
-        await self.http.aclose()
-
-    async def _call(
-        self,
-        operation: str,
-        method: str,
-        path: str,
-        *,
-        body: dict[str, Any] | None = None,
-        key: str | None = None,
-        params: dict[str, str] | None = None,
-    ) -> dict[str, Any]:
-        headers = {"Idempotency-Key": key} if key else {}
-        response = await self.http.request(
-            operation,
-            method,
-            path,
-            mutating=method == "POST",
-            idempotent=True,
-            headers=headers,
-            json=body,
-            params=params,
-        )
-        try:
-            data = response.json()
-        except ValueError:
-            data = None
-        if response.status_code != 200 or not isinstance(data, dict):
-            err = data.get("error") if isinstance(data, dict) else None
-            raise MobileApiError(response.status_code, MCErrorBody.model_validate(err or {}), operation)
-        return data
+        super().__init__(PROVIDER, settings, api_key=api_key, transport=transport, breaker=breaker)
 
     async def create_charge(self, body: dict[str, Any], *, key: str) -> MCCharge:
         return MCCharge.model_validate(await self._call("create", "POST", "/charges", body=body, key=key))

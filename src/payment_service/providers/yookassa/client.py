@@ -2,32 +2,53 @@
 
 POSTs carrying the same Idempotence-Key are replayed by YooKassa for 24 h, so they are retried
 (HTTP 500 there means "repeat with the same key"); reads are retried too.
+
+``YooKassaStyleClient`` and ``YooKassaStyleApiError`` hold the part of the protocol that YooKassa
+Payouts speaks too (``providers.yookassa_payouts.client`` builds on them): JSON bodies,
+``Idempotence-Key``, HTTP 202 "still processing" repeated with the same key after ``retry_after``
+ms (as the official SDK does), and YooKassa's error body.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-from typing import Any
+from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
 import httpx
+from pydantic import BaseModel
 
 from payment_service.providers._http import ProviderHTTP
 from payment_service.providers.breaker import CircuitBreaker
-from payment_service.providers.settings import YooKassaSettings
+from payment_service.providers.settings import ProviderSettings, YooKassaSettings
 from payment_service.providers.yookassa.schemas import YKError, YKPayment, YKRefund
 
 PROVIDER = "yookassa"
 
 
-class YooKassaApiError(Exception):
+class _ErrorBody(Protocol):
+    @property
+    def code(self) -> str: ...
+
+    @property
+    def description(self) -> str: ...
+
+
+ErrorBodyT = TypeVar("ErrorBodyT", bound=_ErrorBody)
+
+
+class YooKassaStyleApiError(Exception, Generic[ErrorBodyT]):
     """A non-2xx answer with YooKassa's error body; mapped by the adapter."""
 
-    def __init__(self, status: int, error: YKError, operation: str) -> None:
+    def __init__(self, status: int, error: ErrorBodyT, operation: str) -> None:
         super().__init__(f"{status} {error.code}: {error.description}")
         self.status = status
         self.error = error
         self.operation = operation
+
+
+class YooKassaApiError(YooKassaStyleApiError[YKError]):
+    """A non-2xx answer with YooKassa's error body; mapped by the adapter."""
 
 
 def _retry_after_ms(response: httpx.Response) -> int:
@@ -38,24 +59,28 @@ def _retry_after_ms(response: httpx.Response) -> int:
         return 1000
 
 
-class YooKassaClient:
+class YooKassaStyleClient:
+    """Basic auth, JSON bodies, ``Idempotence-Key``, 202 repeats; subclasses name their error types."""
+
     MAX_202_WAIT_MS = 5_000
+    api_error: ClassVar[type[YooKassaStyleApiError[Any]]]
+    error_model: ClassVar[type[BaseModel]]
 
     def __init__(
         self,
-        settings: YooKassaSettings,
+        provider: str,
+        settings: ProviderSettings,
         *,
-        shop_id: str,
-        secret_key: str,
+        auth: httpx.Auth,
         transport: httpx.AsyncBaseTransport | None = None,
         breaker: CircuitBreaker | None = None,
     ) -> None:
         self.http = ProviderHTTP(
-            PROVIDER,
+            provider,
             settings,
             transport=transport,
             breaker=breaker,
-            auth=httpx.BasicAuth(shop_id, secret_key),
+            auth=auth,
             headers={"Content-Type": "application/json", "Accept": "application/json"},
         )
 
@@ -80,10 +105,28 @@ class YooKassaClient:
         except ValueError:
             data = {}
         if response.status_code != 200:
-            raise YooKassaApiError(response.status_code, YKError.model_validate(data or {}), operation)
+            raise self.api_error(response.status_code, self.error_model.model_validate(data or {}), operation)
         if not isinstance(data, dict):
-            raise YooKassaApiError(response.status_code, YKError(description="not a JSON object"), operation)
+            raise self.api_error(response.status_code, self.error_model(description="not a JSON object"), operation)
         return data
+
+
+class YooKassaClient(YooKassaStyleClient):
+    api_error = YooKassaApiError
+    error_model = YKError
+
+    def __init__(
+        self,
+        settings: YooKassaSettings,
+        *,
+        shop_id: str,
+        secret_key: str,
+        transport: httpx.AsyncBaseTransport | None = None,
+        breaker: CircuitBreaker | None = None,
+    ) -> None:
+        super().__init__(
+            PROVIDER, settings, auth=httpx.BasicAuth(shop_id, secret_key), transport=transport, breaker=breaker
+        )
 
     async def create_payment(self, body: dict[str, Any], *, key: str) -> YKPayment:
         return YKPayment.model_validate(await self._call("create", "POST", "/payments", body=body, key=key))
