@@ -281,6 +281,19 @@ class TestDevLauncher:
             mounts = httpx.get(f"{stack['PAYMENT_VAULT__ADDR']}/v1/sys/mounts", headers=vault).json()
             assert mounts["transit/"]["type"] == "transit"
 
+            # Demo data: the demo player's wallet is funded (and seeding twice changed nothing).
+            demo = subprocess.run(
+                [sys.executable, "-m", "payment_service.cli", "token", "user", "demo-player"],
+                env={**env, **read_env_file(run_dir / "dev.env")},
+                capture_output=True,
+                text=True,
+                check=True,
+                timeout=30,
+            ).stdout.strip()
+            wallet = httpx.get(f"{base}/v1/wallets/me", headers={"Authorization": f"Bearer {demo}"})
+            assert wallet.status_code == 200, wallet.text
+            assert wallet.json()["balance"] == {"value": "5000.00", "currency": "RUB"}
+
             # A real payment through the running processes: API → YooKassa emulator → customer pays on
             # the emulator → signed webhook to the API → worker applies it → succeeded.
             auth = {"Authorization": f"Bearer {token}"}

@@ -198,10 +198,6 @@ def dev(
     raise typer.Exit(run_dev(options))
 
 
-if __name__ == "__main__":
-    app()
-
-
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def bench(ctx: typer.Context) -> None:
     """Run the benchmarks from the checkout (ratios to pgbench measured in the same run).
@@ -218,3 +214,47 @@ def bench(ctx: typer.Context) -> None:
     ledger = subprocess.run([sys.executable, str(root / "benchmarks" / "ledger.py"), *smoke], cwd=root, check=False)
     service = subprocess.run([sys.executable, "-m", "benchmarks.service", *ctx.args], cwd=root, check=False)
     raise typer.Exit(ledger.returncode or service.returncode)
+
+
+DEMO_PLAYER = "demo-player"
+"""The user whose wallet ``seed-demo`` funds (``payment-service token user demo-player``)."""
+
+
+@app.command("seed-demo")
+def seed_demo() -> None:
+    """Demo data for a local stack: fund the demo player's wallet with 5 000 ₽. Safe to run twice."""
+    import asyncio
+
+    from payment_service.db import create_engine, create_sessionmaker, transaction
+    from payment_service.kit.clock import SystemClock
+    from payment_service.kit.money import Money
+    from payment_service.wallet import service as wallet_service
+
+    settings = get_settings()
+    if settings.is_production:
+        raise typer.BadParameter("refusing to seed demo data in production")
+
+    async def run() -> None:
+        engine = create_engine(settings.db, application_name="payment-service-seed")
+        try:
+            async with transaction(create_sessionmaker(engine)) as session:
+                await wallet_service.adjust(
+                    session,
+                    user_id=DEMO_PLAYER,
+                    amount=Money(5_000_00, settings.wallet.currency),
+                    credit=True,
+                    note="demo data",
+                    operator="seed-demo",
+                    idempotency_key=f"demo:seed:{DEMO_PLAYER}",
+                    settings=settings.wallet,
+                    now=SystemClock().now(),
+                )
+        finally:
+            await engine.dispose()
+
+    asyncio.run(run())
+    typer.echo(f"demo data: wallet of '{DEMO_PLAYER}' funded with 5000.00 {settings.wallet.currency}")
+
+
+if __name__ == "__main__":
+    app()

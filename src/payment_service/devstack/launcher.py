@@ -383,15 +383,19 @@ class DevStack:
         return {**base, "PYTHONUNBUFFERED": "1", **env}
 
     def _migrate(self) -> None:
-        _say("running migrations (alembic upgrade head)")
-        proc = spawn(cli_argv("migrate"), env=self.env, cwd=project_root())
+        _say("running migrations (alembic upgrade heads)")
+        self._run_once("migrate", "migrations")
+
+    def _run_once(self, command: str, what: str) -> None:
+        """Run ``payment-service <command>`` to completion (a step before the children start)."""
+        proc = spawn(cli_argv(command), env=self.env, cwd=project_root())
         try:
-            wait_for(lambda: proc.poll() is not None, timeout=300, what="migrations", cancel=self.cancel)
+            wait_for(lambda: proc.poll() is not None, timeout=300, what=what, cancel=self.cancel)
         except BaseException:
             terminate(proc)
             raise
         if proc.returncode != 0:
-            raise RuntimeError(f"migrations failed with {describe_exit(proc.returncode)}")
+            raise RuntimeError(f"{what} failed with {describe_exit(proc.returncode)}")
 
     def start(self) -> None:
         if port_open("127.0.0.1", self.options.port):
@@ -403,6 +407,7 @@ class DevStack:
             + "".join(f"{k}={v}\n" for k, v in sorted(self.env.items()) if k.startswith("PAYMENT_")),
         )
         self._migrate()
+        self._run_once("seed-demo", "demo data")
         assert self.settings is not None
         extras = extra_processes(self.settings)
         for spec in extras:
@@ -467,6 +472,7 @@ class DevStack:
             *(f"  {k:<12} {v}" for k, v in self.summary),
             f"  Worker       {'running' if self.options.worker else 'not started (--no-worker)'}",
             f"  Logs         {self.options.run_dir / 'logs'} (broker, Vault); API and worker log here",
+            "  Demo         wallet of demo-player holds 5000.00 RUB: payment-service token user demo-player",
             f"  Token        payment-service token user {uuid.uuid4()}",
             f"               (signed with the dev secret in {self.options.run_dir / DEV_ENV_FILE})",
             "  Ctrl-C stops everything.",
