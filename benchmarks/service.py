@@ -11,6 +11,9 @@ loop is bounded in count and time and stops by itself; traffic goes only to 127.
 Scenarios (issue "Performance harness"):
 
 * ``http_overhead`` — ``GET /v1/me`` through every middleware and JWT auth, no database;
+* ``donation_uniform`` / ``donation_hot`` — wallet donations behind HTTP (auth, idempotency row,
+  one ledger posting, the streamer's alert log, an outbox row, Redis publish), spread over 1000
+  streamers or all to one: the hot streamer's balance must not serialize traffic;
 * ``purchase`` — durable payments end to end: ``POST /v1/payments`` → YooKassa emulator → the
   customer pays on the emulator → signed webhook → API stores it → worker applies it → ledger +
   outbox → Kafka; measured from the create call to the moment ``GET`` shows ``succeeded``.
@@ -162,21 +165,67 @@ async def _purchase(base: str, token: str, connections: int, seconds: float, max
     return {"latencies": latencies, "errors": errors, "shed": shed, "ids": ids}
 
 
-_DRIVERS = {"http_overhead": _http_overhead, "purchase": _purchase}
+async def _donations(
+    base: str, tokens: list[str], connections: int, seconds: float, max_requests: int, *, hot: bool
+) -> dict[str, Any]:
+    """Wallet donations: one ledger posting + alert log + outbox row + idempotency row per request."""
+    latencies: list[float] = []
+    errors = 0
+    shed = 0
+    deadline = time.monotonic() + seconds
+    limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
+    async with httpx.AsyncClient(base_url=base, limits=limits, timeout=20) as client:
+
+        async def loop(i: int) -> None:
+            nonlocal errors, shed
+            headers = {"Authorization": f"Bearer {tokens[i % len(tokens)]}"}
+            n = 0
+            while time.monotonic() < deadline and len(latencies) < max_requests:
+                n += 1
+                streamer = "hot-streamer" if hot else f"streamer-{(i * 7919 + n) % 1000}"
+                body = {"streamer_id": streamer, "amount": {"value": "10.00", "currency": "RUB"}, "method": "wallet"}
+                started = time.perf_counter()
+                try:
+                    r = await client.post(
+                        "/v1/donations", json=body, headers={**headers, "Idempotency-Key": uuid.uuid4().hex}
+                    )
+                except httpx.HTTPError:
+                    errors += 1
+                    continue
+                if r.status_code == 201:
+                    latencies.append((time.perf_counter() - started) * 1000)
+                elif r.status_code == 503:
+                    shed += 1
+                else:
+                    errors += 1
+
+        await asyncio.gather(*(loop(i) for i in range(connections)))
+    return {"latencies": latencies, "errors": errors, "shed": shed}
 
 
-def _drive(args: tuple[str, str, str, int, float, int]) -> dict[str, Any]:
-    name, base, token, connections, seconds, max_requests = args
-    return asyncio.run(_DRIVERS[name](base, token, connections, seconds, max_requests))
+async def _run_driver(
+    name: str, base: str, tokens: list[str], connections: int, seconds: float, cap: int
+) -> dict[str, Any]:
+    if name == "http_overhead":
+        return await _http_overhead(base, tokens[0], connections, seconds, cap)
+    if name == "purchase":
+        return await _purchase(base, tokens[0], connections, seconds, cap)
+    return await _donations(base, tokens, connections, seconds, cap, hot=name == "donation_hot")
+
+
+def _drive(args: tuple[str, str, list[str], int, float, int]) -> dict[str, Any]:
+    name, base, tokens, connections, seconds, max_requests = args
+    return asyncio.run(_run_driver(name, base, tokens, connections, seconds, max_requests))
 
 
 def run_scenario(
-    name: str, *, base: str, token: str, connections: int, seconds: float, processes: int, baseline: Baseline
+    name: str, *, base: str, tokens: list[str], connections: int, seconds: float, processes: int, baseline: Baseline
 ) -> tuple[Scenario, list[str]]:
     per_process = max(1, connections // processes)
     started = time.perf_counter()
+    shares = [tokens[p::processes] or tokens for p in range(processes)]  # each process its own donors
     with ProcessPoolExecutor(max_workers=processes) as pool:
-        parts = list(pool.map(_drive, [(name, base, token, per_process, seconds, 10**7)] * processes))
+        parts = list(pool.map(_drive, [(name, base, shares[p], per_process, seconds, 10**7) for p in range(processes)]))
     elapsed = time.perf_counter() - started
     latencies = [v for p in parts for v in p["latencies"]]
     scenario = Scenario(
@@ -252,10 +301,38 @@ class Stack:
                 await asyncio.sleep(0.3)
         raise TimeoutError(f"the stack did not become ready: {self.log.read_text()[-3000:]}")
 
-    def token(self) -> str:
+    def token(self, subject: str = "bench-user") -> str:
         secret = read_env_file(self.run_dir / "dev.env")["PAYMENT_AUTH__HS256_SECRET"]
         auth = AuthSettings(hs256_secret=SecretStr(secret))
-        return mint_token(auth, kind=PrincipalKind.user, subject="bench-user", ttl_seconds=7200)
+        return mint_token(auth, kind=PrincipalKind.user, subject=subject, ttl_seconds=7200)
+
+    async def fund(self, users: list[str], *, rubles: int) -> None:
+        """Fund wallets through the wallet service (a support credit), as the service itself would."""
+        from payment_service.config import Settings
+        from payment_service.db import create_engine, create_sessionmaker, transaction
+        from payment_service.kit.clock import SystemClock
+        from payment_service.kit.money import Money
+        from payment_service.wallet import service as wallet_service
+
+        settings = Settings(_env_file=None)  # type: ignore[call-arg]
+        settings.db.url = SecretStr(self.dsn)
+        engine = create_engine(settings.db, application_name="bench-fund")
+        try:
+            async with transaction(create_sessionmaker(engine)) as session:
+                for user in users:
+                    await wallet_service.adjust(
+                        session,
+                        user_id=user,
+                        amount=Money(rubles * 100, "RUB"),
+                        credit=True,
+                        note="benchmark donor",
+                        operator="bench",
+                        idempotency_key=f"bench:fund:{user}",
+                        settings=settings.wallet,
+                        now=SystemClock().now(),
+                    )
+        finally:
+            await engine.dispose()
 
     async def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -338,6 +415,13 @@ def _table(baseline: Baseline, scenarios: list[Scenario], audit_result: dict[str
             f"| {s.name} | {s.rate:,.1f} | {s.ratio_to_pgbench:.3f} | {s.p50_ms} | {s.p95_ms} | {s.p99_ms} | "
             f"{s.errors} | {s.shed_503} | {s.notes.get('connections')} |"
         )
+    by_name = {s.name: s for s in scenarios}
+    if {"donation_uniform", "donation_hot"} <= by_name.keys() and by_name["donation_uniform"].rate:
+        ratio = by_name["donation_hot"].rate / by_name["donation_uniform"].rate
+        lines += [
+            "",
+            f"Hot streamer: donations to one streamer run at **{ratio:.2f}×** the same load spread over 1000 streamers.",
+        ]
     lines += [
         "",
         f"Audit: {audit_result['payments']} payments, {audit_result['succeeded']} succeeded, "
@@ -370,14 +454,23 @@ async def main(args: argparse.Namespace) -> int:
     try:
         print("starting the stack (payment-service dev) ...", flush=True)
         await stack.start()
-        token = stack.token()
-        for name, connections in (("http_overhead", args.connections), ("purchase", args.purchase_connections)):
+        tokens = [stack.token()]
+        donors = [f"bench-donor-{i}" for i in range(max(args.connections, 2))]
+        await stack.fund(donors, rubles=50_000)
+        donor_tokens = [stack.token(d) for d in donors]
+        plan = (
+            ("http_overhead", args.connections, tokens),
+            ("purchase", args.purchase_connections, tokens),
+            ("donation_uniform", args.connections, donor_tokens),
+            ("donation_hot", args.connections, donor_tokens),
+        )
+        for name, connections, scenario_tokens in plan:
             print(f"scenario {name}: {connections} connections, {seconds:g} s ...", flush=True)
             scenario, created = await asyncio.to_thread(
                 run_scenario,
                 name,
                 base=stack.base,
-                token=token,
+                tokens=scenario_tokens,
                 connections=connections,
                 seconds=seconds,
                 processes=args.load_processes,

@@ -25,7 +25,7 @@ def test_service_benchmark_smoke_runs_and_the_audit_passes() -> None:
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     report = json.loads((ROOT / "benchmarks" / "results" / "smoke.json").read_text())
     assert report["baseline"]["tps"] > 0
-    assert {s["name"] for s in report["scenarios"]} == {"http_overhead", "purchase"}
+    assert {s["name"] for s in report["scenarios"]} == {"http_overhead", "purchase", "donation_uniform", "donation_hot"}
     assert all(s["requests"] > 0 for s in report["scenarios"])
     assert report["audit"]["ok"] is True
     assert report["audit"]["lost"] == 0
