@@ -15,6 +15,7 @@ POST /_emulator/payments/{id}/webhook       send the payment's current-state web
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any
 
 from fastapi import APIRouter, Body, HTTPException
@@ -31,7 +32,8 @@ VALID_OUTCOMES = {
 }
 
 
-def control_router(state: BaseState) -> APIRouter:
+def base_control_router(state: BaseState, valid_outcomes: Collection[str]) -> APIRouter:
+    """The control endpoints every emulator has: reset, config, queued outcomes, inspection."""
     r = APIRouter(prefix="/_emulator", tags=["emulator control"])
 
     @r.post("/reset")
@@ -51,8 +53,8 @@ def control_router(state: BaseState) -> APIRouter:
     @r.post("/next-outcome")
     async def next_outcome(body: dict[str, Any] = Body(...)) -> dict[str, Any]:  # noqa: B008
         outcome = str(body.get("outcome", ""))
-        if outcome not in VALID_OUTCOMES:
-            raise HTTPException(400, f"unknown outcome {outcome!r}; one of {sorted(VALID_OUTCOMES)}")
+        if outcome not in valid_outcomes:
+            raise HTTPException(400, f"unknown outcome {outcome!r}; one of {sorted(valid_outcomes)}")
         state.queue_outcome(outcome, int(body.get("count", 1)))
         return {"queued": list(state.forced)}
 
@@ -76,6 +78,13 @@ def control_router(state: BaseState) -> APIRouter:
     async def flush() -> dict[str, Any]:
         await state.webhooks.flush()
         return {"ok": True}
+
+    return r
+
+
+def control_router(state: BaseState) -> APIRouter:
+    """The payment emulators' control endpoints: the base ones plus the customer's actions."""
+    r = base_control_router(state, VALID_OUTCOMES)
 
     @r.post("/payments/{payment_id}/pay")
     async def pay(payment_id: str, body: dict[str, Any] | None = Body(None)) -> dict[str, Any]:  # noqa: B008

@@ -24,6 +24,7 @@ from typing import Any
 from fastapi import APIRouter, Body, Depends, HTTPException, Request
 from fastapi.responses import JSONResponse, Response
 
+from emulators._common.control import base_control_router
 from emulators.yookassa_payouts import scenarios
 from emulators.yookassa_payouts.state import PayoutsState, YPError, public
 
@@ -139,29 +140,7 @@ def build_router(state: PayoutsState) -> APIRouter:
 
 
 def control_router(state: PayoutsState) -> APIRouter:
-    r = APIRouter(prefix="/_emulator", tags=["emulator control"])
-
-    @r.post("/reset")
-    async def reset() -> dict[str, Any]:
-        state.reset()
-        return {"ok": True}
-
-    @r.post("/config")
-    async def config(changes: dict[str, Any] = Body(...)) -> dict[str, Any]:  # noqa: B008
-        for k, v in changes.items():
-            if not hasattr(state.config, k):
-                raise HTTPException(400, f"unknown config field {k}")
-            setattr(state.config, k, v)
-        state.webhooks.retry_delays = state.config.webhook_retry_delays
-        return {"ok": True}
-
-    @r.post("/next-outcome")
-    async def next_outcome(body: dict[str, Any] = Body(...)) -> dict[str, Any]:  # noqa: B008
-        outcome = str(body.get("outcome", ""))
-        if outcome not in scenarios.OUTCOMES:
-            raise HTTPException(400, f"unknown outcome {outcome!r}; one of {sorted(scenarios.OUTCOMES)}")
-        state.queue_outcome(outcome, int(body.get("count", 1)))
-        return {"queued": list(state.forced)}
+    r = base_control_router(state, scenarios.OUTCOMES)
 
     @r.post("/payout-tokens")
     async def payout_token(body: dict[str, Any] = Body(...)) -> dict[str, str]:  # noqa: B008
@@ -202,27 +181,6 @@ def control_router(state: PayoutsState) -> APIRouter:
             await state.fire_webhook(payout_id)
         except KeyError as exc:
             raise HTTPException(404, "no such payout") from exc
-        return {"ok": True}
-
-    @r.get("/requests")
-    async def requests() -> list[dict[str, Any]]:
-        return state.requests
-
-    @r.get("/ledger")
-    async def ledger() -> list[dict[str, Any]]:
-        return state.ledger_json()
-
-    @r.get("/objects")
-    async def objects() -> dict[str, Any]:
-        return state.objects()
-
-    @r.get("/webhooks")
-    async def webhooks() -> list[dict[str, Any]]:
-        return [d.as_json() for d in state.webhooks.deliveries]
-
-    @r.post("/webhooks/flush")
-    async def flush() -> dict[str, Any]:
-        await state.webhooks.flush()
         return {"ok": True}
 
     return r
