@@ -62,7 +62,7 @@ _TOP_UP_ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
-def get_catalog(resources: Resources) -> GameCatalog:
+async def get_catalog(resources: Resources) -> GameCatalog:
     """The Game Catalog (HTTP client behind the Redis cache); tests override this dependency."""
     return catalog_service.build(resources.settings.catalog, http=resources.http, redis=resources.redis)
 

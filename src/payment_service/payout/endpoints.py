@@ -29,7 +29,7 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
-def get_payout_registry(request: Request) -> PayoutRegistry:
+async def get_payout_registry(request: Request) -> PayoutRegistry:
     resources = get_resources(request)
     return resources.payout_providers or resources.start_payout_providers()
 

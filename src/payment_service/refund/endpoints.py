@@ -36,7 +36,7 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
-def get_playtime(request: Request) -> PlaytimePort:
+async def get_playtime(request: Request) -> PlaytimePort:
     """The platform's playtime API (tests override this dependency with the emulator's client)."""
     port: PlaytimePort | None = getattr(request.app.state, "playtime", None)
     if port is None:
@@ -47,7 +47,7 @@ def get_playtime(request: Request) -> PlaytimePort:
     return port
 
 
-def get_policy(request: Request) -> RefundPolicy:
+async def get_policy(request: Request) -> RefundPolicy:
     return refund_service.policy_from(get_resources(request).settings.refunds)
 
 
