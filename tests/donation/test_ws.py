@@ -149,12 +149,12 @@ class TestResume:
             async def lost(rows: Any) -> None:
                 return None
 
-            publisher.publish = lost  # type: ignore[method-assign]  # alert 6's pub/sub message is lost
+            publisher.publish_frames = lost  # type: ignore[method-assign]  # alert 6's pub/sub message is lost
             try:
                 await donate(donations, 1)
                 await publisher.drain()
             finally:
-                del publisher.publish
+                del publisher.publish_frames
             assert await donations.scalar("SELECT alert_published_at IS NOT NULL FROM donations WHERE alert_seq = 6")
             await donate(donations, 1)  # 7 arrives live; the gap makes the connection read 6 from the log
             received += alert_ids(await frames(ws, until_alert=7))

@@ -5,13 +5,16 @@ Path of one alert (and why none is lost or shown twice):
 1. The transaction that processes a donation gives it the next ``alert_seq`` of its streamer
    (a counter row locked until COMMIT, so positions are gapless and in commit order) and calls
    :func:`publish_after_commit`.
-2. Right after that transaction commits (SQLAlchemy ``after_commit``, whoever commits: the
-   request's unit of work, the webhook job, the status sync, the Kafka consumer) a task of the
-   same process runs :meth:`AlertPublisher.publish_committed`: ONE statement marks the alerts
-   published — only rows that really committed — then ``PUBLISH donations:<db>:alerts:<streamer>``
-   (:func:`channel`), then commits the mark. A crash before the mark commits leaves the alert
-   unpublished; :func:`payment_service.donation.tasks.publish_pending_alerts` (worker, every
-   second) publishes it after ``alert_publish_grace_seconds``.
+2. That call builds the alert frame inside the transaction. Right after the transaction commits
+   (SQLAlchemy ``after_commit``, whoever commits: the request's unit of work, the webhook job,
+   the status sync, the Kafka consumer) the process's one flusher task
+   (:meth:`AlertPublisher.schedule`) PUBLISHes every frame committed meanwhile on
+   ``donations:<db>:alerts:<streamer>`` (:func:`channel`) in one pipeline, then marks that batch
+   published in one statement (at most every ``mark_interval_seconds``). Nothing is published for a transaction that rolled back. If the
+   PUBLISH fails or the process dies first, the alert stays unmarked and
+   :func:`payment_service.donation.tasks.publish_pending_alerts` (worker, every second)
+   publishes it after ``alert_publish_grace_seconds``; if only the mark fails, that job
+   publishes it a second time and the listeners drop the duplicate (step 4).
 3. Each API process has one :class:`AlertHub` (one Redis connection) subscribed to the channels
    of its connected streamers; it hands messages to the local WebSocket connections.
 4. A connection remembers the last ``alert_seq`` it sent. It subscribes first, then replays the
@@ -76,43 +79,88 @@ def frame(donation: Donation) -> AlertFrame:
 # ---- publishing ---------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class CommittedAlert:
+    """An alert whose transaction committed, ready to publish (built before the commit)."""
+
+    donation_id: uuid.UUID
+    streamer_id: str
+    frame: str
+
+
 @dataclass
 class AlertPublisher:
-    """Publishes committed alerts of one database to Redis (one per process and engine)."""
+    """Publishes committed alerts of one database to Redis (one per process and engine).
+
+    The fast path costs no database round trip before the PUBLISH: the frames are built inside the
+    committing transaction and published right after COMMIT; a single flusher task per process
+    publishes everything committed meanwhile in one pipeline and then marks the batch published
+    in one statement. Under load the batches grow by themselves (group commit), so neither Redis
+    nor Postgres sees a round trip per alert.
+    """
 
     redis: aioredis.Redis
     sessionmaker: async_sessionmaker[AsyncSession]
-    tasks: set[asyncio.Task[int]] = field(default_factory=set)
+    mark_interval_seconds: float = 0.05
+    pending: list[CommittedAlert] = field(default_factory=list)
+    unmarked: list[uuid.UUID] = field(default_factory=list)
+    flusher: asyncio.Task[None] | None = None
+    marker: asyncio.Task[None] | None = None
 
     async def publish(self, donations: Sequence[Donation]) -> None:
         """PUBLISH each alert on its streamer's channel (one round trip). Raises RedisError."""
-        if not donations:
+        await self.publish_frames([CommittedAlert(d.id, d.streamer_id, frame(d).model_dump_json()) for d in donations])
+
+    async def publish_frames(self, alerts: Sequence[CommittedAlert]) -> None:
+        """PUBLISH prepared frames (one round trip). Raises RedisError."""
+        if not alerts:
             return
         async with self.redis.pipeline(transaction=False) as pipe:
-            for donation in donations:
-                pipe.publish(channel(self.redis, donation.streamer_id), frame(donation).model_dump_json())
+            for alert in alerts:
+                pipe.publish(channel(self.redis, alert.streamer_id), alert.frame)
             await pipe.execute()
 
-    async def publish_committed(self, donation_ids: Sequence[uuid.UUID]) -> int:
-        """Publish the alerts among ``donation_ids`` that committed and nobody published yet."""
-        try:
-            async with transaction(self.sessionmaker) as session:
-                rows = await repository.mark_published(session, donation_ids)
-                await self.publish(rows)
-            return len(rows)
-        except Exception as exc:  # the worker job publishes what is left unmarked
-            log.warning("donation_alert_publish_failed", error=repr(exc), donations=len(donation_ids))
-            return 0
+    def schedule(self, alerts: list[CommittedAlert]) -> None:
+        """Publish ``alerts`` (committed) soon; called from the ``after_commit`` hook."""
+        self.pending.extend(alerts)
+        if self.flusher is None or self.flusher.done():
+            self.flusher = asyncio.get_running_loop().create_task(self._flush())
 
-    def schedule(self, donation_ids: list[uuid.UUID]) -> None:
-        task = asyncio.get_running_loop().create_task(self.publish_committed(donation_ids))
-        self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
+    async def _flush(self) -> None:
+        while self.pending:
+            batch, self.pending = self.pending, []
+            await self.publish_batch(batch)
+
+    async def publish_batch(self, batch: Sequence[CommittedAlert]) -> int:
+        """Publish now; mark published within ``mark_interval_seconds`` (one statement for all
+        alerts published meanwhile). A failed PUBLISH leaves the alerts unmarked (the worker's job
+        publishes them after ``alert_publish_grace_seconds``); a failed or lost mark means the job
+        publishes them a second time, which listeners drop (they remember the last ``alert_seq``)."""
+        try:
+            await self.publish_frames(batch)
+        except Exception as exc:
+            log.warning("donation_alert_publish_failed", error=repr(exc), donations=len(batch))
+            return 0
+        self.unmarked.extend(a.donation_id for a in batch)
+        if self.marker is None or self.marker.done():
+            self.marker = asyncio.get_running_loop().create_task(self._mark())
+        return len(batch)
+
+    async def _mark(self) -> None:
+        while self.unmarked:
+            await asyncio.sleep(self.mark_interval_seconds)
+            ids, self.unmarked = self.unmarked, []
+            try:
+                async with transaction(self.sessionmaker) as session:
+                    await repository.mark_published_ids(session, ids)
+            except Exception as exc:
+                log.warning("donation_alert_mark_failed", error=repr(exc), donations=len(ids))
 
     async def drain(self) -> None:
-        """Wait for the publications in flight (tests, shutdown)."""
-        while self.tasks:
-            await asyncio.gather(*list(self.tasks), return_exceptions=True)
+        """Wait for the publications and marks in flight (tests, shutdown)."""
+        for attr in ("flusher", "marker"):
+            while (task := getattr(self, attr)) is not None and not task.done():
+                await asyncio.gather(task, return_exceptions=True)
 
 
 _PUBLISHERS: weakref.WeakKeyDictionary[Engine, AlertPublisher] = weakref.WeakKeyDictionary()
@@ -131,14 +179,16 @@ def publisher_for(engine: Engine) -> AlertPublisher | None:
     return _PUBLISHERS.get(engine)
 
 
-def publish_after_commit(session: AsyncSession, donation_id: uuid.UUID) -> None:
-    """Publish ``donation_id``'s alert once the session's current transaction commits.
+def publish_after_commit(session: AsyncSession, donation: Donation) -> None:
+    """Publish ``donation``'s alert (as it is now: processed, with its ``alert_seq``) once the
+    session's current transaction commits.
 
-    Nothing is published if it rolls back (the publisher re-checks the row). Without a bound
-    publisher for the session's engine the worker job publishes it a little later.
+    Nothing is published if it rolls back. Without a bound publisher for the session's engine the
+    worker job publishes it a little later.
     """
     sync = session.sync_session
-    sync.info.setdefault(_PENDING_KEY, []).append(donation_id)
+    alert = CommittedAlert(donation.id, donation.streamer_id, frame(donation).model_dump_json())
+    sync.info.setdefault(_PENDING_KEY, []).append(alert)
     if not sync.info.get(_HOOKED_KEY):
         event.listen(sync, "after_commit", _after_commit)
         event.listen(sync, "after_transaction_end", _after_transaction_end)
@@ -146,7 +196,7 @@ def publish_after_commit(session: AsyncSession, donation_id: uuid.UUID) -> None:
 
 
 def _after_commit(sync: Session) -> None:
-    pending: list[uuid.UUID] = sync.info.pop(_PENDING_KEY, [])
+    pending: list[CommittedAlert] = sync.info.pop(_PENDING_KEY, [])
     if not pending:
         return
     bind = sync.get_bind()

@@ -94,6 +94,18 @@ async def mark_published(session: AsyncSession, ids: Sequence[uuid.UUID]) -> Seq
     return (await session.execute(stmt)).scalars().all()
 
 
+async def mark_published_ids(session: AsyncSession, ids: Sequence[uuid.UUID]) -> None:
+    """Mark alerts published after the fast path published them (one statement, nothing returned)."""
+    if ids:
+        await session.execute(
+            text(
+                "UPDATE donations SET alert_published_at = now()"
+                " WHERE id = ANY(CAST(:ids AS uuid[])) AND alert_published_at IS NULL"
+            ),
+            {"ids": list(ids)},
+        )
+
+
 async def claim_unpublished(session: AsyncSession, *, processed_before: datetime, limit: int) -> Sequence[Donation]:
     """Alerts committed before ``processed_before`` and still unpublished; locked (SKIP LOCKED) and
     marked published in this transaction (rolled back with it if publishing fails)."""

@@ -289,9 +289,10 @@ async def create(
         now=now,
         request_key=claim.id if claim else None,
     )
-    await repository.add(session, donation)
-
     if wallet:
+        # Not flushed yet: _process flushes it once, already processed (one INSERT, no UPDATE);
+        # a wallet short of money leaves nothing behind.
+        session.add(donation)
         try:
             await _process(session, donation, source=accounts.user_wallet(donor_id, money.currency), now=now)
         except ledger_service.InsufficientFunds as exc:
@@ -303,6 +304,7 @@ async def create(
             ) from None
         return donation, None
 
+    await repository.add(session, donation)
     payment = await payment_service.create(
         session,
         principal=principal,
@@ -407,7 +409,7 @@ async def _process(
         ),
         key=donation.streamer_id,
     )
-    alerts.publish_after_commit(session, donation.id)
+    alerts.publish_after_commit(session, donation)
 
 
 async def _fail(
