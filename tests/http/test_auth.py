@@ -107,3 +107,42 @@ class TestDecode:
 
         assert principal.is_admin
         assert principal.has("admin:events")
+
+
+class TestVerifiedTokenCache:
+    """decode_token answers a token it verified before from memory: never past its expiry, never
+    for another key, never for a token that failed."""
+
+    def test_a_cached_token_stops_working_when_it_expires(self, settings: Settings) -> None:
+        auth = settings.auth.model_copy(update={"leeway_seconds": 0})
+        token = mint_token(auth, kind=PrincipalKind.user, subject="cache-1", ttl_seconds=1)
+        assert decode_token(token, auth).subject == "cache-1"  # verified and cached
+        time.sleep(2.1)  # exp has whole seconds: at most 2 s after minting it is past
+
+        with pytest.raises(InvalidToken):
+            decode_token(token, auth)
+
+    def test_a_cached_token_is_verified_again_under_a_rotated_key(self, settings: Settings) -> None:
+        token = mint_token(settings.auth, kind=PrincipalKind.user, subject="cache-2")
+        assert decode_token(token, settings.auth).subject == "cache-2"
+        rotated = settings.auth.model_copy(update={"hs256_secret": SecretStr("another-secret-" + "x" * 40)})
+
+        with pytest.raises(InvalidToken):
+            decode_token(token, rotated)
+
+    def test_a_refused_token_is_refused_again(self, settings: Settings) -> None:
+        token = mint_token(settings.auth, kind=PrincipalKind.service, subject="not-a-service", scopes=["x"])
+
+        for _ in range(2):
+            with pytest.raises(InvalidToken):
+                decode_token(token, settings.auth)
+
+    def test_the_cache_is_bounded(self, settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+        from payment_service import auth as auth_module
+
+        monkeypatch.setattr(auth_module, "VERIFIED_CACHE_SIZE", 3)
+        monkeypatch.setattr(auth_module, "_VERIFIED", {})
+        for i in range(10):
+            decode_token(mint_token(settings.auth, kind=PrincipalKind.user, subject=f"bounded-{i}"), settings.auth)
+
+        assert len(auth_module._VERIFIED) == 3
