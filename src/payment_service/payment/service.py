@@ -296,6 +296,7 @@ async def create(
         clock=clock,
         notification_url=notification_url,
         claim=claim,
+        committed=(payment, attempt),
     )
 
 
@@ -367,13 +368,24 @@ async def _drive(
     clock: Clock,
     notification_url: str | None,
     claim: idempotency.Claim | None = None,
+    committed: tuple[Payment, PaymentAttempt] | None = None,
 ) -> Payment:
-    """Call the attempt's provider and apply the outcome; on a definite failure, try the next one."""
+    """Call the attempt's provider and apply the outcome; on a definite failure, try the next one.
+
+    ``committed``: the payment and attempt exactly as this session just committed them (the
+    sessions keep objects after a commit), so the charge request is built without reading them
+    back; otherwise they are loaded and the read transaction ends before the call.
+    """
     while True:
-        payment, attempt = await _load(session, payment_id, attempt_id)
+        if committed is not None:
+            payment, attempt = committed
+            committed = None
+        else:
+            payment, attempt = await _load(session, payment_id, attempt_id)
         request = _charge_request(payment, attempt, notification_url)
         provider_name = attempt.provider
-        await session.commit()  # nothing is open while we wait for the provider
+        if session.in_transaction():
+            await session.commit()  # nothing is open while we wait for the provider
         outcome = await _call_authorize(providers, provider_name, request)
         payment, attempt = await _load(session, payment_id, attempt_id, lock=True)
         now = clock.now()
@@ -413,6 +425,7 @@ async def _drive(
             await idempotency.set_recovery_point(session, claim, f"attempt_{nxt.number}_created", now=now)
         await checkpoint(session)
         attempt_id = nxt.id
+        committed = (payment, nxt)
 
 
 async def _resume(session: AsyncSession, *, payment: Payment, providers: ProviderRegistry, clock: Clock) -> Payment:
