@@ -38,4 +38,5 @@ def serve_in_thread(app: Any, *, host: str = "127.0.0.1", port: int | None = Non
 
 
 def run(app: Any, *, host: str, port: int) -> None:
-    uvicorn.run(app, host=host, port=port, log_level="info")
+    # No access log: under load a line per request costs the emulator more than the request.
+    uvicorn.run(app, host=host, port=port, log_level="info", access_log=False)

@@ -15,6 +15,9 @@ from fastapi import Request
 from emulators._common import magic
 from emulators._common.webhooks import WebhookDispatcher
 
+MAX_RECORDED = 20_000
+"""Requests kept for inspection; the older half is dropped beyond it."""
+
 
 @dataclass
 class EmulatorConfig:
@@ -87,6 +90,8 @@ class BaseState:
                 "at": time.time(),
             }
         )
+        if len(self.requests) > MAX_RECORDED:  # long load runs: keep memory bounded
+            del self.requests[: MAX_RECORDED // 2]
 
     # -- outcomes ----------------------------------------------------------------------------
     def queue_outcome(self, outcome: str, count: int = 1) -> None:

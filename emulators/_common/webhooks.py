@@ -51,6 +51,10 @@ def ack_http_200(response: httpx.Response) -> bool:
     return response.status_code == 200
 
 
+MAX_DELIVERIES = 20_000
+"""Deliveries kept for inspection; the older half is dropped beyond it."""
+
+
 class WebhookDispatcher:
     def __init__(
         self,
@@ -66,6 +70,8 @@ class WebhookDispatcher:
         self._tasks: set[asyncio.Task[None]] = set()
         self._held: dict[str, Delivery] = {}
         self._acceptors: dict[int, Acceptor] = {}
+        self._client: httpx.AsyncClient | None = None
+        self._client_loop: asyncio.AbstractEventLoop | None = None
 
     def reset(self) -> None:
         for t in self._tasks:
@@ -90,6 +96,10 @@ class WebhookDispatcher:
         if not url:
             return None
         d = Delivery(key=key, url=url, method=method, event=event, body=body, headers=headers or {}, params=params)
+        if len(self.deliveries) > MAX_DELIVERIES:  # long load runs: keep memory bounded
+            for old in self.deliveries[: MAX_DELIVERIES // 2]:
+                self._acceptors.pop(id(old), None)
+            del self.deliveries[: MAX_DELIVERIES // 2]
         self.deliveries.append(d)
         self._acceptors[id(d)] = accept
         if mode == "webhook_never":
@@ -121,24 +131,32 @@ class WebhookDispatcher:
             await asyncio.sleep(delay)
         accept = self._acceptors.get(id(d), ack_http_200)
         delays = [0.0, *self.retry_delays]
-        async with httpx.AsyncClient(transport=self.transport, timeout=self.timeout) as client:
-            for n, wait in enumerate(delays, start=1):
-                if wait:
-                    await asyncio.sleep(wait)
-                record: dict[str, Any] = {"attempt": n, "at": time.time()}
-                try:
-                    r = await client.request(
-                        d.method, d.url, content=d.body or None, headers=d.headers, params=d.params
-                    )
-                    record["status"] = r.status_code
-                    ok = accept(r)
-                except httpx.HTTPError as exc:
-                    record["error"] = type(exc).__name__
-                    ok = False
-                d.attempts.append(record)
-                if ok:
-                    d.delivered = True
-                    return
+        client = self._http()
+        for n, wait in enumerate(delays, start=1):
+            if wait:
+                await asyncio.sleep(wait)
+            record: dict[str, Any] = {"attempt": n, "at": time.time()}
+            try:
+                r = await client.request(d.method, d.url, content=d.body or None, headers=d.headers, params=d.params)
+                record["status"] = r.status_code
+                ok = accept(r)
+            except httpx.HTTPError as exc:
+                record["error"] = type(exc).__name__
+                ok = False
+            d.attempts.append(record)
+            if ok:
+                d.delivered = True
+                return
+
+    def _http(self) -> httpx.AsyncClient:
+        """One keep-alive client for all deliveries (a client per delivery cost a TLS context and a
+        TCP handshake each: the emulator's largest CPU item under load)."""
+        loop = asyncio.get_running_loop()
+        if self._client is None or self._client.is_closed or self._client_loop is not loop:
+            # (in-process tests run each test on its own event loop: a pool is bound to one loop)
+            self._client = httpx.AsyncClient(transport=self.transport, timeout=self.timeout)
+            self._client_loop = loop
+        return self._client
 
     async def flush(self, timeout: float = 10.0) -> None:
         """Release held (out-of-order) events and wait until every delivery finished or gave up."""
