@@ -151,10 +151,11 @@ async def run_job_once(job: PeriodicJob, resources: Resources) -> bool | None:
     therefore a session-level advisory lock held on a connection of its own for the whole run,
     not a transaction-level one that the first commit would release.
     """
-    async with resources.engine.connect() as lock_conn:
+    # AUTOCOMMIT: the lock and the unlock are one round trip each, not BEGIN + statement + COMMIT.
+    async with resources.engine.connect() as conn:
+        lock_conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
         name = {"name": f"payment-service:job:{job.name}"}
         got = (await lock_conn.execute(_JOB_LOCK, name)).scalar_one()
-        await lock_conn.commit()
         if not got:
             return None
         try:
@@ -165,7 +166,6 @@ async def run_job_once(job: PeriodicJob, resources: Resources) -> bool | None:
                 return bool(await job.run(ctx))
         finally:
             await lock_conn.execute(_JOB_UNLOCK, name)
-            await lock_conn.commit()
 
 
 class Worker:
