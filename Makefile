@@ -48,15 +48,16 @@ test: install check
 	$(VENV)/bin/pytest -n $(TEST_WORKERS) --dist loadgroup -q -p no:cacheprovider; rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "no tests collected"; exit 0; fi; exit $$rc
 
-# Benchmarks print ratios to pgbench measured in the same run; `bench` takes several minutes and
-# rewrites docs/performance.md, `bench-smoke` (about a minute) only proves the harness works.
+# Benchmarks print ratios to pgbench measured in the same run; `bench` takes about 15 minutes and
+# rewrites docs/performance.md and benchmarks/results/full/; `bench-smoke` (under 2 minutes, CI)
+# runs every scenario with tiny counts and only proves the harness works.
 bench: install
 	$(VENV)/bin/python benchmarks/ledger.py
 	$(VENV)/bin/python -m benchmarks.service
 
 bench-smoke: install
 	$(VENV)/bin/python benchmarks/ledger.py --smoke
-	$(VENV)/bin/python -m benchmarks.service --smoke --connections 8 --purchase-connections 4
+	$(VENV)/bin/python -m benchmarks.service --smoke
 
 clean:
 	rm -rf $(VENV) .tools .mypy_cache .ruff_cache .pytest_cache .run

@@ -1,0 +1,258 @@
+"""Scenario 4: ramp to 3× capacity with a provider outage in the middle, then back to 1×.
+
+Open loop: purchase arrivals step 1× → 1.5× → 2× → 2.5× → 3× (``--stress-max``) the capacity
+measured by scenario 1, then back to 1×. A shed create (503) is retried with the same key after
+its Retry-After, at most 3 times (then the flow gives up, as a customer would). Outstanding flows
+per load process are bounded; an arrival beyond the bound is counted as dropped by the generator.
+
+The YooKassa outage (errors and slowness) is injected through the emulator's control API while
+the load is at 2.5×-3×: ``/_emulator/config`` sets ``slow_seconds`` and ``/_emulator/next-outcome``
+queues ``error_503`` / ``slow`` outcomes for the next creates. The emulator has no "outage on/off"
+switch, and queued outcomes cannot be withdrawn, so the injector keeps the queue short: while the
+API's YooKassa breaker (read from ``/metrics``) is closed or half-open it tops the queue up to 6
+(two errors per slow answer: enough failures to trip the breaker), while it is open to one error
+(the half-open probe fails again). What is left queued when the outage ends is reported.
+
+Measured: shed answers and that every one had Retry-After, the providers' share of the payments
+created per second (failover), the readiness timeline, the peak RSS of the API and the worker,
+the throughput of the final 1× step against the first (recovery ratio), then the audit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections import Counter, defaultdict
+from typing import Any
+
+import httpx
+
+from benchmarks.service import audit, loadgen
+from benchmarks.service.drivers import OpenLoopJob
+from benchmarks.service.flows import PollPolicy
+from benchmarks.service.monitor import peak_rss_mb, readiness_summary
+from benchmarks.service.report import Goal, ScenarioResult, from_samples
+from benchmarks.service.samples import DECLINED, OK, Sample, rate_in, summary
+from benchmarks.service.scenarios import Context, monitor_series
+
+OUTAGE = (0.38, 0.62)
+"""The outage, as fractions of the scenario's duration."""
+PRE = (0.03, 0.15)
+POST = (0.80, 1.00)
+"""The 1× windows compared for the recovery ratio (after the ramp's backlog drained)."""
+SLOW_SECONDS = 1.5
+QUEUE_CLOSED = 6
+
+
+def profile(capacity: float, peak: float) -> list[tuple[float, float]]:
+    """(fraction of the duration, multiple of capacity) steps."""
+    steps = [1.0 + (peak - 1.0) * k / 4 for k in range(5)]
+    starts = (0.0, 0.15, 0.25, 0.35, 0.45)
+    return [*((s, capacity * m) for s, m in zip(starts, steps, strict=True)), (0.65, capacity)]
+
+
+class Injector:
+    """Keeps YooKassa failing (and slow) between ``start`` and ``end`` (wall times)."""
+
+    def __init__(self, ctx: Context, start: float, end: float) -> None:
+        self.ctx = ctx
+        self.start = start
+        self.end = end
+        self.queued: Counter[str] = Counter()
+        self.log: list[dict[str, Any]] = []
+        self.residual: list[str] = []
+
+    def _breaker(self) -> float:
+        samples = self.ctx.monitor.samples
+        return float(samples[-1].get("breaker_yookassa", 0.0)) if samples else 0.0
+
+    async def run(self) -> None:
+        base = self.ctx.stack.emulator_url("yookassa")
+        async with httpx.AsyncClient(base_url=base, trust_env=False, timeout=10) as http:
+
+            async def queue(outcome: str, count: int) -> list[str]:
+                response = await http.post("/_emulator/next-outcome", json={"outcome": outcome, "count": count})
+                response.raise_for_status()
+                if count:
+                    self.queued[outcome] += count
+                return list(response.json()["queued"])
+
+            await http.post("/_emulator/config", json={"slow_seconds": SLOW_SECONDS})
+            await asyncio.sleep(max(0.0, self.start - time.time()))
+            try:
+                while time.time() < self.end:
+                    state = self._breaker()
+                    missing = (1 if state >= 2 else QUEUE_CLOSED) - len(await queue("error_503", 0))
+                    if missing > 0:
+                        slow = 0 if state >= 2 else missing // 3
+                        await queue("error_503", missing - slow)
+                        if slow:
+                            await queue("slow", slow)
+                        self.log.append({"t": round(time.time() - self.start, 2), "breaker": state, "added": missing})
+                    await asyncio.sleep(0.25)
+            finally:
+                with contextlib.suppress(httpx.HTTPError):
+                    self.residual = await queue("error_503", 0)
+                    await http.post("/_emulator/config", json={"slow_seconds": 1.0})
+
+
+async def stress(ctx: Context) -> ScenarioResult:
+    plan = ctx.plan
+    seconds = plan.stress_seconds
+    capacity = max(2.0, ctx.capacity)
+    steps = profile(capacity, plan.stress_max)
+    processes = plan.load_processes
+    grace = 15.0 if plan.smoke else 60.0
+    start_at = time.time() + (2.0 if plan.smoke else 3.0)  # the load processes are forked meanwhile
+    jobs = [
+        OpenLoopJob(
+            kind="purchase",
+            base=ctx.stack.base,
+            tokens=ctx.buyer_tokens[p::processes] or ctx.buyer_tokens,
+            profile=[(f * seconds, rate / processes) for f, rate in steps],
+            seconds=seconds,
+            start_at=start_at,
+            max_outstanding=1500,
+            max_retries=3,
+            decline_share=plan.decline_share,
+            poll=PollPolicy(0.05, 1.5, 1.0),
+            grace=grace,
+            seed=400 + p,
+        )
+        for p in range(processes)
+    ]
+    outage = (start_at + OUTAGE[0] * seconds, start_at + OUTAGE[1] * seconds)
+    injector = Injector(ctx, *outage)
+    inject = asyncio.create_task(injector.run())
+    try:
+        parts = await asyncio.to_thread(loadgen.run_jobs, jobs)
+    finally:
+        if not inject.done():
+            inject.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await inject
+    records = [r for p in parts for r in p["records"]]
+    ctx.remember(records)
+    samples: list[Sample] = [s for p in parts for s in p["samples"]]
+    ended = max([start_at + seconds, *(s[0] for s in samples)])
+    result = from_samples(
+        "stress", "Stress ramp + YooKassa outage", "4", samples, started=start_at, ended=ended, baseline=ctx.baseline
+    )
+    window = ctx.monitor.window(start_at - 1, ended)
+    settled = await audit.settle(ctx.stack.dsn, seconds=60)
+    books = await audit.books(ctx.stack.dsn)
+    reconciliation = await audit.reconcile(ctx.stack)
+    pre = rate_in(samples, start_at + PRE[0] * seconds, start_at + PRE[1] * seconds)
+    post = rate_in(samples, start_at + POST[0] * seconds, start_at + POST[1] * seconds)
+    recovery = post / pre if pre else 0.0
+    outcomes = Counter(r["outcome"] for r in records)
+    dropped = sum(1 for s in samples if s[2] == "dropped")
+    sheds = sum(r["sheds"] + r["poll_sheds"] for r in records)
+    no_retry_after = sum(r["sheds_without_retry_after"] for r in records)
+    shares, during = _providers(records, start_at, ended, outage)
+    readiness = readiness_summary(window)
+    rss = peak_rss_mb(window)
+    rss_start = {k: round(v / 2**20, 1) for k, v in (window[0].get("rss", {}) if window else {}).items()}
+    e2e_pre = summary(
+        [s[1] for s in samples if s[2] == OK and start_at + PRE[0] * seconds <= s[0] < start_at + PRE[1] * seconds]
+    )
+    e2e_post = summary([s[1] for s in samples if s[2] == OK and start_at + POST[0] * seconds <= s[0]])
+    result.rate = round(post, 1)
+    result.ratio_to_pgbench = round(post / ctx.baseline.tps, 3) if ctx.baseline.tps else 0.0
+    failed_over = during.get("failover_share", 0.0)
+    result.goals = [
+        Goal("every 503 had Retry-After", no_retry_after == 0),
+        Goal("failover during the outage", failed_over > 0),
+        Goal("readiness 200 throughout", readiness.get("ready_share", 0) == 1.0),
+        Goal("recovery ≥ 0.9", recovery >= 0.9 if pre else None),
+        Goal("audit", books["ok"] and reconciliation["ok"]),
+    ]
+    result.checks_ok = no_retry_after == 0 and books["ok"] and reconciliation["ok"]
+    result.details = {
+        "capacity": capacity,
+        "profile": [(round(f * seconds, 1), round(r, 1)) for f, r in steps],
+        "outage_s": [round(outage[0] - start_at, 1), round(outage[1] - start_at, 1)],
+        "outcomes_injected": dict(injector.queued),
+        "residual_queue": injector.residual,
+        "injector_log": injector.log[:40],
+        "arrivals": sum(p["arrivals"] for p in parts),
+        "outcomes": dict(outcomes),
+        "dropped_by_generator": dropped,
+        "sheds_503": sheds,
+        "sheds_without_retry_after": no_retry_after,
+        "gave_up_after_503s": outcomes.get("gave_up", 0),
+        "providers_during_outage": during,
+        "pre_rate": round(pre, 1),
+        "post_rate": round(post, 1),
+        "recovery_ratio": round(recovery, 3),
+        "e2e_pre": e2e_pre,
+        "e2e_post": e2e_post,
+        "readiness": readiness,
+        "rss_start_mb": rss_start,
+        "rss_peak_mb": rss,
+        "generator_lateness_p99_ms": max(
+            (sorted(p["lateness_ms"])[int(0.99 * (len(p["lateness_ms"]) - 1))] for p in parts if p["lateness_ms"]),
+            default=0.0,
+        ),
+        "settled": settled,
+        "audit": {"books": books, "reconciliation": reconciliation},
+        "summary": (
+            f"capacity {capacity:,.1f}/s, offered up to {plan.stress_max:g}× for {seconds:g} s, YooKassa failing "
+            f"{outage[0] - start_at:.0f}–{outage[1] - start_at:.0f} s ({dict(injector.queued)} queued, "
+            f"{len(injector.residual)} left when it ended). {outcomes.get(OK, 0):,} succeeded, "
+            f"{outcomes.get(DECLINED, 0):,} declined as planned, {sheds:,} answers 503 ({no_retry_after} without "
+            f"Retry-After), {outcomes.get('gave_up', 0):,} flows gave up after 3 retries, {dropped:,} arrivals dropped "
+            f"by the generator's bound. During the outage {failed_over:.0%} of new payments went to another "
+            f"provider. Readiness 200 in {readiness.get('ready_share', 0):.1%} of probes. Peak RSS "
+            + ", ".join(f"{k} {v} MiB" for k, v in rss.items() if k.startswith("api") or k == "worker")
+            + f". Recovery: **{recovery:.2f}** ({post:,.1f}/s in the last 1× window vs {pre:,.1f}/s in the first; "
+            f"e2e p99 {e2e_post['p99_ms']} vs {e2e_pre['p99_ms']} ms). Audit: books {books['ok']}, providers "
+            f"{reconciliation['ok']}."
+        ),
+    }
+    series = monitor_series(window, start_at)
+    result.extra_series = {
+        "offered": {
+            "t": [round(f * seconds, 2) for f, _ in steps] + [seconds],
+            "rate": [r for _, r in steps] + [steps[-1][1]],
+        },
+        "providers": shares,
+        "readiness": series.get("readiness"),
+        "rss_mb": series.get("rss_mb"),
+        "breaker": series.get("breaker"),
+        "outage": [outage[0] - start_at, outage[1] - start_at],
+    }
+    return result
+
+
+def _providers(
+    records: list[dict[str, Any]], start: float, end: float, outage: tuple[float, float]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Share of each provider among the payments created per second, and during the outage."""
+    seconds = max(1, int(end - start) + 1)
+    per: dict[str, list[int]] = defaultdict(lambda: [0] * seconds)
+    totals = [0] * seconds
+    during: Counter[str] = Counter()
+    for r in records:
+        created, provider = r.get("t_created"), r.get("provider")
+        if created is None or provider is None:
+            continue
+        i = int(created - start)
+        if 0 <= i < seconds:
+            per[provider][i] += 1
+            totals[i] += 1
+        if outage[0] <= created < outage[1]:
+            during[provider] += 1
+    share = {
+        p: [round(v / t, 3) if t else 0.0 for v, t in zip(values, totals, strict=True)] for p, values in per.items()
+    }
+    total = sum(during.values())
+    return (
+        {"t": list(range(seconds)), "share": share},
+        {
+            "created": total,
+            "by_provider": dict(during),
+            "failover_share": round(1 - during.get("yookassa", 0) / total, 3) if total else 0.0,
+        },
+    )
