@@ -164,3 +164,19 @@ class TestServeUnderSigterm:
         proc.wait(timeout=10)
 
         assert time.monotonic() - t0 < 5
+
+
+def test_reuse_port_sockets_let_several_api_processes_share_one_port() -> None:
+    from payment_service.devstack import free_port
+    from payment_service.server import reuse_port_socket
+
+    port = free_port()
+    first = reuse_port_socket("127.0.0.1", port)
+    try:
+        second = reuse_port_socket("127.0.0.1", port)  # a plain socket would fail: address in use
+        try:
+            assert first.getsockname()[1] == second.getsockname()[1] == port
+        finally:
+            second.close()
+    finally:
+        first.close()

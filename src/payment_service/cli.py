@@ -187,6 +187,9 @@ def token_admin(
 def dev(
     port: Annotated[int, typer.Option(help="API port")] = 8000,
     worker: Annotated[bool, typer.Option("--worker/--no-worker", help="Start the worker")] = True,
+    api_processes: Annotated[
+        int, typer.Option(min=1, max=16, help="API processes sharing the port (SO_REUSEPORT)")
+    ] = 1,
     run_dir: Annotated[
         Path | None, typer.Option(help="State folder: dev.env, stack.env, logs (default: .run/ in the checkout)")
     ] = None,
@@ -194,7 +197,9 @@ def dev(
     """Start Postgres/Redis (if needed), Tansu, OpenBao, migrations, the API and the worker; Ctrl-C stops all."""
     from payment_service.devstack import DevOptions, default_run_dir, run_dev
 
-    options = DevOptions(port=port, worker=worker, run_dir=(run_dir or default_run_dir()).resolve())
+    options = DevOptions(
+        port=port, worker=worker, api_processes=api_processes, run_dir=(run_dir or default_run_dir()).resolve()
+    )
     raise typer.Exit(run_dev(options))
 
 

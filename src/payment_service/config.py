@@ -34,6 +34,11 @@ class HTTPSettings(BaseModel):
     host: str = "127.0.0.1"
     port: int = 8000
     max_in_flight: int = Field(256, description="Requests served at once; beyond it 503 + Retry-After")
+    reuse_port: bool = Field(
+        False,
+        description="Listen with SO_REUSEPORT so several API processes share one port (the kernel spreads "
+        "connections); `payment-service dev --api-processes N` uses it. In Kubernetes run one process per pod.",
+    )
     max_body_bytes: int = 1_048_576
     shutdown_grace_seconds: float = 20.0
     drain_delay_seconds: float | None = Field(None, description="Readiness 503 before closing; None: 5 prod, 0 else")

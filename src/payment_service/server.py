@@ -17,6 +17,7 @@ A second signal during the drain delay skips the rest of it; a further SIGINT fo
 from __future__ import annotations
 
 import math
+import socket
 import time
 from types import FrameType
 
@@ -87,6 +88,19 @@ def build_server(
     return GracefulServer(config, app=app, drain_seconds=drain_delay(settings))
 
 
+def reuse_port_socket(host: str, port: int) -> socket.socket:
+    """A listening TCP socket with SO_REUSEPORT: every API process binds its own, the kernel spreads
+    new connections over them (no shared accept queue, no thundering herd)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, port))
+    sock.listen(2048)
+    sock.setblocking(False)
+    return sock
+
+
 def serve(settings: Settings, app: FastAPI | None = None, *, host: str | None = None, port: int | None = None) -> None:
     """Serve ``app`` (default: :func:`payment_service.main.app_factory`) until SIGTERM/SIGINT."""
     if app is None:
@@ -94,4 +108,7 @@ def serve(settings: Settings, app: FastAPI | None = None, *, host: str | None = 
 
         app = app_factory()
     server = build_server(settings, app, host=host, port=port)
-    server.run()
+    if settings.http.reuse_port:
+        server.run(sockets=[reuse_port_socket(server.config.host, server.config.port)])
+    else:
+        server.run()

@@ -247,6 +247,8 @@ def cli_argv(*args: str) -> list[str]:
 class DevOptions:
     port: int = 8000
     worker: bool = True
+    api_processes: int = 1
+    """API processes sharing the port (SO_REUSEPORT); more than one uses more than one core."""
     run_dir: Path = field(default_factory=default_run_dir)
     ready_timeout: float = 90.0
 
@@ -420,10 +422,16 @@ class DevStack:
                 wait_for(
                     functools.partial(_answers, url), timeout=60, what=spec.name, proc=child.proc, cancel=self.cancel
                 )
-        api = ChildSpec("api", cli_argv("serve"), stop_timeout=self.settings.http.shutdown_grace_seconds + 10)
-        self.children.insert(0, Child(api, self.env))
+        stop_timeout = self.settings.http.shutdown_grace_seconds + 10
+        processes = max(1, self.options.api_processes)
+        shared = {"PAYMENT_HTTP__REUSE_PORT": "true"} if processes > 1 else {}
+        for n in range(processes):
+            api = ChildSpec(
+                "api" if n == 0 else f"api-{n + 1}", cli_argv("serve"), env=shared, stop_timeout=stop_timeout
+            )
+            self.children.insert(n, Child(api, self.env))
         if self.options.worker:
-            self.children.insert(1, Child(ChildSpec("worker", cli_argv("worker"), stop_timeout=20), self.env))
+            self.children.insert(processes, Child(ChildSpec("worker", cli_argv("worker"), stop_timeout=20), self.env))
         for child in self.children:
             if child.proc is None:
                 child.start()
