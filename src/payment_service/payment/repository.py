@@ -9,7 +9,7 @@ from datetime import datetime
 
 from sqlalchemy import and_, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import selectinload
+from sqlalchemy.orm import joinedload, selectinload
 
 from payment_service.models.payment import Payment, PaymentAttempt
 from payment_service.payment.states import AttemptStatus, PaymentStatus
@@ -24,15 +24,17 @@ async def add(session: AsyncSession, *objects: Payment | PaymentAttempt) -> None
 
 async def get(session: AsyncSession, payment_id: uuid.UUID, *, lock: bool = False) -> Payment | None:
     # populate_existing: a read after a commit must see what was committed meanwhile (ours or others').
+    # joinedload: the payment and its attempts in one round trip (selectin takes two); FOR UPDATE
+    # OF payments locks only the payment row, the preserved side of the outer join.
     stmt = (
         select(Payment)
         .where(Payment.id == payment_id)
-        .options(selectinload(Payment.attempts))
+        .options(joinedload(Payment.attempts))
         .execution_options(populate_existing=True)
     )
     if lock:
         stmt = stmt.with_for_update(of=Payment)
-    return (await session.execute(stmt)).scalar_one_or_none()
+    return (await session.execute(stmt)).unique().scalar_one_or_none()
 
 
 async def by_request_key(session: AsyncSession, request_key: uuid.UUID) -> Payment | None:
