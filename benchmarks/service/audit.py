@@ -7,8 +7,10 @@
 * :func:`reconcile` — the providers' side: the emulators' truth ledgers (what each provider really
   charged) against our payments: every charge at a provider belongs to exactly one succeeded
   payment whose winning attempt is that provider payment, for the same amount, and every succeeded
-  payment was charged exactly once. A charge without a succeeded payment is money taken from a
-  customer that the books do not show (lost); two for one payment is money taken twice.
+  payment was charged exactly once. A charge without any payment, or whose payment failed, is money
+  taken from a customer that the books do not show (lost); two for one payment is money taken
+  twice. A charge whose payment is still open (its webhook was refused or is late) is counted as
+  awaiting the status sync, after waiting for it a while.
 * :func:`idempotency` — at most one payment per Idempotency-Key used, and it is the payment the
   client was told about (a key whose request got an error answer after the payment was committed
   holds a payment the client was not told about: counted, not a violation — a retry with the key
@@ -30,6 +32,7 @@ from benchmarks.service.stack import Stack
 
 PROVIDERS = ("yookassa", "tbank", "sber")
 FINAL_EVENT = {"failed": "payment.failed", "canceled": "payment.canceled", "expired": "payment.expired"}
+OPEN = frozenset({"pending", "requires_action", "authorized"})
 
 
 async def settle(dsn: str, *, seconds: float = 30.0) -> dict[str, Any]:
@@ -103,8 +106,24 @@ async def books(dsn: str) -> dict[str, Any]:
     }
 
 
-async def reconcile(stack: Stack) -> dict[str, Any]:
-    """Provider truth (emulator ledgers) against our succeeded payments."""
+async def reconcile(stack: Stack, *, wait_seconds: float = 0.0) -> dict[str, Any]:
+    """Provider truth (emulator ledgers) against our payments.
+
+    A charge whose payment is still open (``requires_action``/``pending``/``authorized``: its
+    webhook was refused or is late) is *awaiting sync*, not lost: the status-sync job asks the
+    provider and applies it (after 5 s, 15 s, 1 min, 5 min). The check is repeated for up to
+    ``wait_seconds`` while such charges remain; what is still open then is reported.
+    """
+    deadline = time.monotonic() + wait_seconds
+    while True:
+        result = await _reconcile_once(stack)
+        if not result["awaiting_sync"] or time.monotonic() >= deadline:
+            result["waited_s"] = round(wait_seconds - max(0.0, deadline - time.monotonic()), 1)
+            return result
+        await asyncio.sleep(2.0)
+
+
+async def _reconcile_once(stack: Stack) -> dict[str, Any]:
     charged: dict[tuple[str, str], int] = {}
     for provider in PROVIDERS:
         for entry in await stack.emulator(provider, "GET", "/_emulator/ledger"):
@@ -125,6 +144,7 @@ async def reconcile(stack: Stack) -> dict[str, Any]:
         await conn.close()
     ours: dict[tuple[str, str], Any] = {(r["provider"], str(r["provider_payment_id"])): r for r in rows}
     problems: list[str] = []
+    awaiting: list[str] = []
     succeeded_charges: Counter[str] = Counter()
     for key, amount in charged.items():
         if amount == 0:
@@ -132,6 +152,8 @@ async def reconcile(stack: Stack) -> dict[str, Any]:
         row = ours.get(key)
         if row is None:
             problems.append(f"{key[0]} charged {key[1]} ({amount}) but no payment knows it: money lost")
+        elif row["status"] in OPEN:
+            awaiting.append(f"{key[0]} charged {key[1]}; payment {row['id']} still {row['status']}")
         elif row["status"] != "succeeded" or row["attempt_status"] != "succeeded":
             problems.append(f"{key[0]} charged {key[1]} but payment {row['id']} is {row['status']}")
         elif amount != row["amount_minor"]:
@@ -146,6 +168,8 @@ async def reconcile(stack: Stack) -> dict[str, Any]:
     return {
         "provider_charges": sum(1 for a in charged.values() if a),
         "succeeded_payments": len(succeeded),
+        "awaiting_sync": len(awaiting),
+        "awaiting_examples": awaiting[:3],
         "problems": len(problems) + max(0, len(uncharged) - 5),
         "examples": problems[:5],
         "ok": not problems,

@@ -166,7 +166,7 @@ async def main(args: argparse.Namespace) -> int:
             print("final audit ...", flush=True)
             final["settled"] = await audit.settle(stack.dsn, seconds=60)
             final["books"] = await audit.books(stack.dsn)
-            final["reconciliation"] = await audit.reconcile(stack)
+            final["reconciliation"] = await audit.reconcile(stack, wait_seconds=20 if plan.smoke else 60)
             final["idempotency"] = await audit.idempotency(stack.dsn, ctx.idempotency_keys)
             monitor_samples = monitor.samples
     finally:
@@ -192,7 +192,9 @@ def _report(
         f"{books['payments']:,} payments {books['by_status']}; {books['doubled_or_wrong']} doubled or wrong, ledger "
         f"balanced: {not books['unbalanced_currencies']}, events unpublished after settling: "
         f"{books['unpublished_events']}; providers' truth: {rec['provider_charges']:,} charges, {rec['problems']} "
-        f"mismatches; Idempotency-Keys: {keys['keys']:,}, {keys['problems']} with other than one payment. "
+        f"mismatches, {rec['awaiting_sync']} charged but still open after {rec['waited_s']:g} s (awaiting the status "
+        f"sync); Idempotency-Keys: {keys['keys']:,}, {keys['problems']} with other than the one payment the client was "
+        f"told about ({keys['payment_behind_an_error_answer']:,} payments behind an error answer). "
         f"**{'All audits passed' if audits_ok else 'AUDIT FAILED'}.**"
     )
     full = not plan.smoke and names == list(SCENARIOS)

@@ -56,7 +56,7 @@ async def concurrent(ctx: Context) -> ScenarioResult:
     )
     settled = await audit.settle(ctx.stack.dsn, seconds=60)
     books = await audit.books(ctx.stack.dsn)
-    reconciliation = await audit.reconcile(ctx.stack)
+    reconciliation = await audit.reconcile(ctx.stack, wait_seconds=20 if plan.smoke else 60)
     keys = await audit.idempotency(ctx.stack.dsn, {r["key"]: r["payment_id"] for r in records})
     outcomes = Counter(r["outcome"] for r in records)
     sheds = sum(r["sheds"] for r in records)

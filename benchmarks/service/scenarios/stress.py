@@ -6,7 +6,7 @@ its Retry-After, at most 3 times (then the flow gives up, as a customer would). 
 per load process are bounded; an arrival beyond the bound is counted as dropped by the generator.
 
 The YooKassa outage (errors and slowness) is injected through the emulator's control API while
-the load is at 2.5×-3×: ``/_emulator/config`` sets ``slow_seconds`` and ``/_emulator/next-outcome``
+the load is at 2.5×–3×: ``/_emulator/config`` sets ``slow_seconds`` and ``/_emulator/next-outcome``
 queues ``error_503`` / ``slow`` outcomes for the next creates. The emulator has no "outage on/off"
 switch, and queued outcomes cannot be withdrawn, so the injector keeps the queue short: while the
 API's YooKassa breaker (read from ``/metrics``) is closed or half-open it tops the queue up to 6
@@ -36,10 +36,10 @@ from benchmarks.service.report import Goal, ScenarioResult, from_samples
 from benchmarks.service.samples import DECLINED, OK, Sample, rate_in, summary
 from benchmarks.service.scenarios import Context, monitor_series
 
-OUTAGE = (0.38, 0.62)
+OUTAGE = (0.42, 0.65)
 """The outage, as fractions of the scenario's duration."""
-PRE = (0.03, 0.15)
-POST = (0.80, 1.00)
+PRE = (0.08, 0.20)
+POST = (0.85, 1.00)
 """The 1× windows compared for the recovery ratio (after the ramp's backlog drained)."""
 SLOW_SECONDS = 1.5
 QUEUE_CLOSED = 6
@@ -48,8 +48,8 @@ QUEUE_CLOSED = 6
 def profile(capacity: float, peak: float) -> list[tuple[float, float]]:
     """(fraction of the duration, multiple of capacity) steps."""
     steps = [1.0 + (peak - 1.0) * k / 4 for k in range(5)]
-    starts = (0.0, 0.15, 0.25, 0.35, 0.45)
-    return [*((s, capacity * m) for s, m in zip(starts, steps, strict=True)), (0.65, capacity)]
+    starts = (0.0, 0.20, 0.30, 0.40, 0.50)
+    return [*((s, capacity * m) for s, m in zip(starts, steps, strict=True)), (0.70, capacity)]
 
 
 class Injector:
@@ -142,7 +142,7 @@ async def stress(ctx: Context) -> ScenarioResult:
     window = ctx.monitor.window(start_at - 1, ended)
     settled = await audit.settle(ctx.stack.dsn, seconds=60)
     books = await audit.books(ctx.stack.dsn)
-    reconciliation = await audit.reconcile(ctx.stack)
+    reconciliation = await audit.reconcile(ctx.stack, wait_seconds=20 if plan.smoke else 60)
     pre = rate_in(samples, start_at + PRE[0] * seconds, start_at + PRE[1] * seconds)
     post = rate_in(samples, start_at + POST[0] * seconds, start_at + POST[1] * seconds)
     recovery = post / pre if pre else 0.0
