@@ -4,11 +4,16 @@ Every figure has the same first two panels on a shared time axis (seconds since 
 started): successful requests per second (plus 503s and errors per second, and the offered rate
 of open-loop scenarios) and p50/p95/p99 latency of the requests that finished in that second.
 Scenario-specific panels follow: outbox backlog, alert latency, readiness, RSS, breaker state,
-providers' share. A shaded band marks an injected provider outage.
+providers' share. A shaded band marks an injected provider outage, dotted lines the phases.
+
+``python -m benchmarks.service.charts benchmarks/results/full/report.json`` draws them again from
+a run's JSON (to change a chart without measuring again).
 """
 
 from __future__ import annotations
 
+import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +24,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 from matplotlib.axes import Axes
 
-from benchmarks.service.report import ScenarioResult
+from benchmarks.service.report import Goal, ScenarioResult
 
 _EXTRA_PANELS = ("outbox", "alerts", "providers", "readiness", "rss_mb", "breaker")
 
@@ -111,10 +116,15 @@ def render(s: ScenarioResult, path: Path) -> None:
     for ax, key in zip(column[2:], extras, strict=True):
         _extra(ax, key, s.extra_series[key])
     outage = s.extra_series.get("outage")
+    marks = s.extra_series.get("marks") or []
     for ax in column:
         ax.grid(True, alpha=0.3)
         if outage:
             ax.axvspan(outage[0], outage[1], color="tab:red", alpha=0.08)
+        for at, _ in marks:
+            ax.axvline(at, color="black", linestyle=":", linewidth=1)
+    for at, label in marks:
+        column[0].annotate(label, (at, 1.0), xycoords=("data", "axes fraction"), fontsize=7, va="top", ha="left")
     column[-1].set_xlabel("seconds since the scenario started")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -131,3 +141,24 @@ def render_all(scenarios: list[ScenarioResult], directory: Path) -> dict[str, Pa
         render(s, path)
         out[s.name] = path
     return out
+
+
+def from_json(path: Path) -> None:
+    """Draw the charts of a run again from its ``report.json`` (next to it)."""
+    data = json.loads(path.read_text())
+    fields = set(ScenarioResult.__dataclass_fields__)
+    for raw in data["scenarios"]:
+        values = {k: v for k, v in raw.items() if k in fields}
+        values["goals"] = [Goal(**g) for g in values.get("goals", [])]
+        scenario = ScenarioResult(**values)
+        phases = scenario.details.get("phases", {})
+        if "marks" not in scenario.extra_series and "hot" in phases:  # runs before marks were stored
+            hot = phases["hot"]["start"] - scenario.started
+            scenario.extra_series["marks"] = [[0.0, " spread over 1000 streamers"], [hot, " all to one streamer"]]
+        if scenario.series.get("t"):
+            render(scenario, path.parent / f"{scenario.name}.png")
+
+
+if __name__ == "__main__":
+    for argument in sys.argv[1:]:
+        from_json(Path(argument))

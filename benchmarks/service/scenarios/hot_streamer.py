@@ -148,6 +148,7 @@ async def hot_streamer(ctx: Context) -> ScenarioResult:
     result.extra_series = {
         "offered": {"t": offered_t, "rate": [rate, rate, rate]},
         "alerts": alerts.pop("series"),
+        "marks": [[0.0, " spread over 1000 streamers"], [phases["hot"]["start"] - started, " all to one streamer"]],
     }
     return result
 

@@ -222,6 +222,7 @@ async def stress(ctx: Context) -> ScenarioResult:
         "rss_mb": series.get("rss_mb"),
         "breaker": series.get("breaker"),
         "outage": [outage[0] - start_at, outage[1] - start_at],
+        "marks": [[POST[0] * seconds, " recovery window"]],
     }
     return result
 
