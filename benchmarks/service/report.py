@@ -126,7 +126,7 @@ def to_json(report: dict[str, Any]) -> str:
             return list(o)
         return str(o)
 
-    return json.dumps(report, indent=1, default=default)
+    return json.dumps(report, separators=(",", ":"), default=default)
 
 
 # ---- Markdown ------------------------------------------------------------------------------------
