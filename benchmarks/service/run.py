@@ -98,8 +98,12 @@ async def _scenarios(ctx: Context, names: list[str]) -> list[ScenarioResult]:
         "concurrent": lambda: _one(concurrent.concurrent(ctx)),
         "stress": lambda: _one(stress.stress(ctx)),
     }
-    for name in names:
-        print(f"scenario {name} ...", flush=True)
+    for i, name in enumerate(names):
+        if i:
+            waited, idle = await _quiesce(ctx, 10.0 if ctx.plan.smoke else 90.0)
+            print(f"scenario {name} (after {waited:.1f} s of quiet: {idle}) ...", flush=True)
+        else:
+            print(f"scenario {name} ...", flush=True)
         began = time.monotonic()
         produced = await steps[name]()
         print(f"  ({time.monotonic() - began:.1f} s)", flush=True)
@@ -113,6 +117,20 @@ async def _scenarios(ctx: Context, names: list[str]) -> list[ScenarioResult]:
                 flush=True,
             )
     return results
+
+
+async def _quiesce(ctx: Context, bound: float) -> tuple[float, bool]:
+    """Let the previous scenario's leftovers finish (requests still in flight in the API, events not
+    yet published) before the next one starts, so that it does not inherit a backlog; bounded."""
+    began = time.monotonic()
+    while time.monotonic() - began < bound:
+        recent = ctx.monitor.samples[-2:]
+        if len(recent) == 2 and all(
+            s.get("http_requests_in_flight", 1) <= 1 and s.get("outbox_pending", 1) == 0 for s in recent
+        ):
+            return time.monotonic() - began, True
+        await asyncio.sleep(0.25)
+    return time.monotonic() - began, False
 
 
 async def _one(coro: Awaitable[ScenarioResult]) -> list[ScenarioResult]:
