@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import random
 import time
-from collections import deque
+from collections import Counter, deque
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -17,6 +18,9 @@ from emulators._common.webhooks import WebhookDispatcher
 
 MAX_RECORDED = 20_000
 """Requests kept for inspection; the older half is dropped beyond it."""
+
+OUTAGE_FAULTS = ("error_503", "error_500", "hang", "slow")
+"""Faults a steady outage (``EmulatorConfig.fault_mode``) can inject: those :meth:`BaseState.apply_fault` implements."""
 
 
 @dataclass
@@ -31,6 +35,21 @@ class EmulatorConfig:
     fee_basis_points: int = 280
     """Provider fee reported back (YooKassa income_amount), 2.8 % by default."""
     idempotency_ttl_seconds: float = 24 * 3600
+    fault_mode: str | None = None
+    """A steady outage: every provider API call gets this fault (one of :data:`OUTAGE_FAULTS`) with
+    probability ``fault_rate``, until it is set back to None. Queued outcomes are not consumed meanwhile."""
+    fault_rate: float = 1.0
+    """Share (0.0–1.0) of the API calls that get ``fault_mode``."""
+    fault_seed: int = 0
+    """Seed of the outage's random draws; they restart from it whenever a ``fault_*`` field is set."""
+
+
+class EmulatedFault(Exception):
+    """Raised by :meth:`BaseState.outage_guard`; each emulator's app renders it as its provider would."""
+
+    def __init__(self, fault: str) -> None:
+        super().__init__(fault)
+        self.fault = fault
 
 
 @dataclass
@@ -67,6 +86,11 @@ class BaseState:
         self.forced: deque[str] = deque()
         self.idempotency: dict[tuple[str, str], StoredResponse] = {}
         self.lock = asyncio.Lock()
+        self.fault_random = random.Random(self.config.fault_seed)
+        self.outage_calls = 0
+        """API calls that arrived while ``fault_mode`` was set."""
+        self.outage_faults: Counter[str] = Counter()
+        """Faults the outage injected, by mode."""
 
     # -- lifecycle ---------------------------------------------------------------------------
     def reset(self) -> None:
@@ -75,6 +99,8 @@ class BaseState:
         self.ledger.clear()
         self.forced.clear()
         self.idempotency.clear()
+        self.config.fault_mode = None
+        self.restart_outage()
 
     # -- requests ----------------------------------------------------------------------------
     async def record(self, request: Request) -> None:
@@ -115,6 +141,41 @@ class BaseState:
         if planned in ("error_503", "error_500"):
             return planned
         return None
+
+    # -- steady outage -------------------------------------------------------------------------
+    def restart_outage(self) -> None:
+        """Restart the outage's draws from ``fault_seed`` and zero its counters."""
+        self.fault_random = random.Random(self.config.fault_seed)
+        self.outage_calls = 0
+        self.outage_faults.clear()
+
+    def outage_json(self) -> dict[str, Any]:
+        return {
+            "fault_mode": self.config.fault_mode,
+            "fault_rate": self.config.fault_rate,
+            "fault_seed": self.config.fault_seed,
+            "calls": self.outage_calls,
+            "faults": dict(self.outage_faults),
+        }
+
+    async def outage(self) -> str | None:
+        """The steady outage's share of one API call: None (spared, or slowed and let through) or
+        the fault to answer with (``error_503``/``error_500``; ``hang`` answers 500 after ``hang_seconds``)."""
+        mode = self.config.fault_mode
+        if mode is None:
+            return None
+        self.outage_calls += 1
+        if self.fault_random.random() >= self.config.fault_rate:
+            return None
+        self.outage_faults[mode] += 1
+        return await self.apply_fault(mode)
+
+    async def outage_guard(self) -> None:
+        """FastAPI dependency of every provider API router (after ``record``): raises
+        :class:`EmulatedFault`, which the app renders in the provider's wire format."""
+        fault = await self.outage()
+        if fault is not None:
+            raise EmulatedFault(fault)
 
     async def drop(self) -> None:
         """'Charge then drop the response': the work is done, the answer never comes."""

@@ -23,11 +23,21 @@ from emulators.bank_transfer.state import BankState, BTError
 MAX_KEY = 64
 
 
+def fault_response(fault: str) -> Response:
+    """The answer to an injected ``error_503`` (nothing done) / ``error_500`` (unknown)."""
+    exc = (
+        BTError(503, "unavailable", "try later; the request was not processed")
+        if fault == "error_503"
+        else BTError(500, "internal", "internal error")
+    )
+    return JSONResponse(exc.body(), status_code=exc.status)
+
+
 def build_router(state: BankState) -> APIRouter:
     async def record(request: Request) -> None:
         await state.record(request)
 
-    api = APIRouter(prefix="/v1", dependencies=[Depends(record)])
+    api = APIRouter(prefix="/v1", dependencies=[Depends(record), Depends(state.outage_guard)])
 
     def merchant_of(request: Request) -> str:
         scheme, _, key = request.headers.get("authorization", "").partition(" ")
@@ -63,10 +73,8 @@ def build_router(state: BankState) -> APIRouter:
             amount, _ = state.validate(body)
             planned = state.plan(amount)
             fault = await state.apply_fault(planned)
-            if fault == "error_503":
-                raise BTError(503, "unavailable", "try later; the transfer was not created")
-            if fault == "error_500":
-                raise BTError(500, "internal", "internal error")
+            if fault is not None:
+                return fault_response(fault)
             t = state.create(merchant, body, planned)
             if state.config.settle_seconds == 0:
                 state.settle(t.id)

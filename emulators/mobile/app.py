@@ -7,9 +7,9 @@ from typing import Any
 import httpx
 from fastapi import FastAPI
 
-from emulators._common.control import control_router
+from emulators._common.control import control_router, install_fault_handler
 from emulators._common.state import EmulatorConfig
-from emulators.mobile.routes import build_router, pages_router
+from emulators.mobile.routes import build_router, fault_response, pages_router
 from emulators.mobile.state import MobileState
 
 
@@ -24,6 +24,7 @@ def create_app(
         title="Mobile-commerce aggregator emulator", docs_url="/_emulator/docs", openapi_url="/_emulator/openapi.json"
     )
     app.state.emulator = state
+    install_fault_handler(app, fault_response)
     app.include_router(build_router(state))
     app.include_router(pages_router(state))
     app.include_router(control_router(state))

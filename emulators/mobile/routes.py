@@ -15,11 +15,21 @@ from emulators.mobile import scenarios
 from emulators.mobile.state import Charge, MCError, MobileState
 
 
+def fault_response(fault: str) -> Response:
+    """The answer to an injected ``error_503`` (nothing created) / ``error_500`` (unknown)."""
+    exc = (
+        MCError(503, "unavailable", "try later; the request was not processed")
+        if fault == "error_503"
+        else MCError(500, "internal", "internal error")
+    )
+    return JSONResponse(exc.body(), status_code=exc.status)
+
+
 def build_router(state: MobileState) -> APIRouter:
     async def record(request: Request) -> None:
         await state.record(request)
 
-    api = APIRouter(prefix="/v1", dependencies=[Depends(record)])
+    api = APIRouter(prefix="/v1", dependencies=[Depends(record), Depends(state.outage_guard)])
 
     def merchant_of(request: Request) -> str:
         scheme, _, key = request.headers.get("authorization", "").partition(" ")
@@ -81,10 +91,8 @@ def build_router(state: MobileState) -> APIRouter:
                 raise MCError(409, "duplicate_charge", "merchant_charge_id already used")
             planned = state.plan(amount)
             fault = await state.apply_fault(planned)
-            if fault == "error_503":
-                raise MCError(503, "unavailable", "try later; the charge was not created")
-            if fault == "error_500":
-                raise MCError(500, "internal", "internal error")
+            if fault is not None:
+                return fault_response(fault)
             operator = scenarios.operator_of(phone)
             c = Charge(
                 id=f"ch_{uuid.uuid4().hex[:24]}",

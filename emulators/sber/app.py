@@ -7,9 +7,9 @@ from typing import Any
 import httpx
 from fastapi import FastAPI
 
-from emulators._common.control import control_router
+from emulators._common.control import control_router, install_fault_handler
 from emulators._common.state import EmulatorConfig
-from emulators.sber.routes import build_router, pages_router
+from emulators.sber.routes import build_router, fault_response, pages_router
 from emulators.sber.state import SberState
 
 
@@ -22,6 +22,7 @@ def create_app(
     state = SberState(config, merchants=merchants, webhook_transport=webhook_transport)
     app = FastAPI(title="Sber emulator", docs_url="/_emulator/docs", openapi_url="/_emulator/openapi.json")
     app.state.emulator = state
+    install_fault_handler(app, fault_response)
     app.include_router(build_router(state))
     app.include_router(pages_router(state))
     app.include_router(control_router(state))

@@ -46,11 +46,18 @@ def status_json(o: Order) -> dict[str, Any]:
     return body
 
 
+def fault_response(fault: str) -> Response:
+    """The answer to an injected ``error_503`` / ``error_500``: a bare HTTP error, nothing done."""
+    if fault == "error_503":
+        return PlainTextResponse("Service Unavailable", status_code=503)
+    return PlainTextResponse("Internal Server Error", status_code=500)
+
+
 def build_router(state: SberState) -> APIRouter:
     async def record(request: Request) -> None:
         await state.record(request)
 
-    api = APIRouter(prefix="/payment/rest", dependencies=[Depends(record)])
+    api = APIRouter(prefix="/payment/rest", dependencies=[Depends(record), Depends(state.outage_guard)])
 
     async def handle(
         request: Request, fn: Callable[[str, dict[str, str]], Awaitable[Response | dict[str, Any]]]
@@ -88,10 +95,8 @@ def build_router(state: SberState) -> APIRouter:
             raise SberError("1", "Заказ с таким номером уже обработан")
         planned = state.plan(amount)
         fault = await state.apply_fault(planned)
-        if fault == "error_503":
-            return PlainTextResponse("Service Unavailable", status_code=503)
-        if fault == "error_500":
-            return PlainTextResponse("Internal Server Error", status_code=500)
+        if fault is not None:
+            return fault_response(fault)
         o = state.new_order(user, params, two_stage=two_stage, planned=planned)
         base = state.config.public_base_url.rstrip("/")
         if planned == "drop_after_charge":

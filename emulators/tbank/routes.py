@@ -18,11 +18,18 @@ from emulators.tbank.state import TBankState, TBError, TBPayment
 from emulators.tbank.webhooks import token
 
 
+def fault_response(fault: str) -> Response:
+    """The answer to an injected ``error_503`` / ``error_500``: the gateway's bare HTTP error, nothing done."""
+    if fault == "error_503":
+        return PlainTextResponse("Service Unavailable", status_code=503)
+    return PlainTextResponse("Internal Server Error", status_code=500)
+
+
 def build_router(state: TBankState) -> APIRouter:
     async def record(request: Request) -> None:
         await state.record(request)
 
-    api = APIRouter(prefix="/v2", dependencies=[Depends(record)])
+    api = APIRouter(prefix="/v2", dependencies=[Depends(record), Depends(state.outage_guard)])
 
     def fail(exc: TBError, params: dict[str, Any]) -> JSONResponse:
         body = {
@@ -106,10 +113,8 @@ def build_router(state: TBankState) -> APIRouter:
                     raise TBError("1", "Receipt needs Email or Phone")
             planned = state.plan(amount)
             fault = await state.apply_fault(planned)
-            if fault == "error_503":
-                return PlainTextResponse("Service Unavailable", status_code=503)
-            if fault == "error_500":
-                return PlainTextResponse("Internal Server Error", status_code=500)
+            if fault is not None:
+                return fault_response(fault)
             p = TBPayment(
                 payment_id=state.new_id(),
                 terminal=terminal,

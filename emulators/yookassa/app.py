@@ -7,9 +7,9 @@ from typing import Any
 import httpx
 from fastapi import FastAPI
 
-from emulators._common.control import control_router
+from emulators._common.control import control_router, install_fault_handler
 from emulators._common.state import EmulatorConfig
-from emulators.yookassa.routes import build_router, checkout_router
+from emulators.yookassa.routes import build_router, checkout_router, fault_response
 from emulators.yookassa.state import YooKassaState
 
 
@@ -22,6 +22,7 @@ def create_app(
     state = YooKassaState(config, shops=shops, webhook_transport=webhook_transport)
     app = FastAPI(title="YooKassa emulator", docs_url="/_emulator/docs", openapi_url="/_emulator/openapi.json")
     app.state.emulator = state
+    install_fault_handler(app, fault_response)
     app.include_router(build_router(state))
     app.include_router(checkout_router(state))
     app.include_router(control_router(state))

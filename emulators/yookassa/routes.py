@@ -23,11 +23,22 @@ def error_response(exc: YKError) -> JSONResponse:
     return JSONResponse(exc.body(), status_code=exc.status)
 
 
+def fault_response(fault: str) -> Response:
+    """The answer to an injected ``error_503`` (definitely not processed) or ``error_500`` (unknown)."""
+    if fault == "error_503":
+        return error_response(
+            YKError(503, "internal_server_error", "Service temporarily unavailable, request not processed")
+        )
+    return error_response(
+        YKError(500, "internal_server_error", "Internal server error, repeat the request with the same key")
+    )
+
+
 def build_router(state: YooKassaState) -> APIRouter:
     async def record(request: Request) -> None:
         await state.record(request)
 
-    api = APIRouter(prefix="/v3", dependencies=[Depends(record)])
+    api = APIRouter(prefix="/v3", dependencies=[Depends(record), Depends(state.outage_guard)])
 
     def shop_of(request: Request) -> str:
         header = request.headers.get("authorization")
@@ -90,12 +101,8 @@ def build_router(state: YooKassaState) -> APIRouter:
             amount_minor, _, _ = state.validate_create(body)
             planned = state.plan(amount_minor)
             fault = await state.apply_fault(planned)
-            if fault == "error_503":
-                raise YKError(503, "internal_server_error", "Service temporarily unavailable, request not processed")
-            if fault == "error_500":
-                return error_response(
-                    YKError(500, "internal_server_error", "Internal server error, repeat the request with the same key")
-                )
+            if fault is not None:
+                return fault_response(fault)
             once = (shop_id, request.headers.get("idempotence-key", ""))
             if planned == "processing_202" and once in state.answered_202:
                 planned = None

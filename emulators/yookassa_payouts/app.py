@@ -7,7 +7,8 @@ from typing import Any
 import httpx
 from fastapi import FastAPI
 
-from emulators.yookassa_payouts.routes import build_router, control_router
+from emulators._common.control import install_fault_handler
+from emulators.yookassa_payouts.routes import build_router, control_router, fault_response
 from emulators.yookassa_payouts.state import PayoutsConfig, PayoutsState
 
 
@@ -20,6 +21,7 @@ def create_app(
     state = PayoutsState(config, agents=agents, webhook_transport=webhook_transport)
     app = FastAPI(title="YooKassa Payouts emulator", docs_url="/_emulator/docs", openapi_url="/_emulator/openapi.json")
     app.state.emulator = state
+    install_fault_handler(app, fault_response)
     app.include_router(build_router(state))
     app.include_router(control_router(state))
     return app

@@ -35,11 +35,22 @@ def error_response(exc: YPError) -> JSONResponse:
     return JSONResponse(exc.body(), status_code=exc.status)
 
 
+def fault_response(fault: str) -> Response:
+    """The answer to an injected ``error_503`` (definitely not processed) or ``error_500`` (unknown)."""
+    if fault == "error_503":
+        return error_response(
+            YPError(503, "internal_server_error", "Service temporarily unavailable, request not processed")
+        )
+    return error_response(
+        YPError(500, "internal_server_error", "Internal server error, repeat the request with the same key")
+    )
+
+
 def build_router(state: PayoutsState) -> APIRouter:
     async def record(request: Request) -> None:
         await state.record(request)
 
-    api = APIRouter(prefix="/v3", dependencies=[Depends(record)])
+    api = APIRouter(prefix="/v3", dependencies=[Depends(record), Depends(state.outage_guard)])
 
     def agent_of(request: Request) -> str:
         header = request.headers.get("authorization")
@@ -81,12 +92,8 @@ def build_router(state: PayoutsState) -> APIRouter:
             amount_minor, _, _ = state.validate_create(body)
             planned = state.plan(amount_minor)
             fault = await state.apply_fault(planned)
-            if fault == "error_503":
-                raise YPError(503, "internal_server_error", "Service temporarily unavailable, request not processed")
-            if fault == "error_500":
-                raise YPError(
-                    500, "internal_server_error", "Internal server error, repeat the request with the same key"
-                )
+            if fault is not None:
+                return fault_response(fault)
             if planned == "processing_202":
                 if (agent_id, key) not in state.answered_202:
                     state.answered_202.add((agent_id, key))
