@@ -34,6 +34,12 @@ class HTTPSettings(BaseModel):
     host: str = "127.0.0.1"
     port: int = 8000
     max_in_flight: int = Field(256, description="Requests served at once; beyond it 503 + Retry-After")
+    max_webhooks_in_flight: int = Field(
+        128, description="Provider webhooks served at once, a budget apart from max_in_flight (they finish payments)"
+    )
+    max_retry_after_seconds: int = Field(
+        30, ge=1, description="Upper bound of the Retry-After of a shed request (it grows with the overload)"
+    )
     reuse_port: bool = Field(
         False,
         description="Listen with SO_REUSEPORT so several API processes share one port (the kernel spreads "

@@ -73,6 +73,15 @@ class ServiceUnavailable(AppError):
     title = "Service unavailable"
 
 
+DATABASE_BUSY_RETRY_AFTER = 2
+"""Seconds a client should wait after ``database_busy`` (no pooled connection became free in time)."""
+
+
+class DatabaseBusy(ServiceUnavailable):
+    code = "database_busy"
+    title = "The database is busy"
+
+
 def problem_body(
     *,
     code: str,

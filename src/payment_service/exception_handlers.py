@@ -9,13 +9,20 @@ import uuid
 from typing import Any
 
 import orjson
+import sqlalchemy.exc
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
-from payment_service.errors import PROBLEM_CONTENT_TYPE, AppError, problem_body
+from payment_service.errors import (
+    DATABASE_BUSY_RETRY_AFTER,
+    PROBLEM_CONTENT_TYPE,
+    AppError,
+    DatabaseBusy,
+    problem_body,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -129,8 +136,25 @@ async def _unexpected(request: Request, exc: Exception) -> Response:
     )
 
 
+async def _pool_timeout(request: Request, exc: Exception) -> Response:
+    """Every pooled connection stayed busy for ``db.pool_timeout_seconds``: overload, not a bug —
+    503 with Retry-After (work committed before, e.g. a payment's attempt, is resumed by the retry)."""
+    log.warning("database_pool_timeout", path=request.url.path)
+    busy = DatabaseBusy("No database connection became free in time; retry with the same Idempotency-Key")
+    return problem_response(
+        code=busy.code,
+        status=busy.status,
+        title=busy.title,
+        detail=busy.detail,
+        instance=request.url.path,
+        request_id=_request_id(request),
+        headers={"Retry-After": str(DATABASE_BUSY_RETRY_AFTER)},
+    )
+
+
 def install_handlers(app: FastAPI) -> None:
     app.add_exception_handler(AppError, _app_error)
+    app.add_exception_handler(sqlalchemy.exc.TimeoutError, _pool_timeout)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(Exception, _unexpected)

@@ -83,7 +83,12 @@ def create_app(settings: Settings | None = None, resources: Resources | None = N
         exempt_prefixes=("/v1/webhooks/",),
     )
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.http.max_body_bytes)
-    app.add_middleware(InFlightLimitMiddleware, limit=settings.http.max_in_flight)
+    app.add_middleware(
+        InFlightLimitMiddleware,
+        limit=settings.http.max_in_flight,
+        webhook_limit=settings.http.max_webhooks_in_flight,
+        max_retry_after_seconds=settings.http.max_retry_after_seconds,
+    )
     app.add_middleware(RequestContextMiddleware)
     return app
 

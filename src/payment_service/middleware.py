@@ -12,12 +12,15 @@
 
 from __future__ import annotations
 
+import math
+import random
 import time
 import uuid
 from collections.abc import Awaitable, Callable, MutableMapping
 from datetime import timedelta
 from typing import Any
 
+import sqlalchemy.exc
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -25,7 +28,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from payment_service import metrics
 from payment_service.auth import bearer_token, decode_token
 from payment_service.config import Settings
-from payment_service.errors import AppError, problem_body
+from payment_service.errors import DATABASE_BUSY_RETRY_AFTER, AppError, DatabaseBusy, problem_body
 from payment_service.kit import idempotency
 from payment_service.kit.clock import Clock
 from payment_service.logging import correlation_id_var, request_id_var
@@ -120,36 +123,107 @@ class RequestContextMiddleware:
             correlation_id_var.reset(cid_token)
 
 
+WEBHOOK_PREFIX = "/v1/webhooks/"
+
+
+class _Window:
+    """Counts events in the current and the previous whole second (cheap, no timestamps kept)."""
+
+    __slots__ = ("current", "previous", "second")
+
+    def __init__(self) -> None:
+        self.second = 0
+        self.current = 0
+        self.previous = 0
+
+    def add(self, now: float) -> None:
+        self._roll(now)
+        self.current += 1
+
+    def last_second(self, now: float) -> int:
+        self._roll(now)
+        return self.previous
+
+    def _roll(self, now: float) -> None:
+        second = int(now)
+        if second != self.second:
+            self.previous = self.current if second == self.second + 1 else 0
+            self.current = 0
+            self.second = second
+
+
 class InFlightLimitMiddleware:
-    def __init__(self, app: ASGIApp, *, limit: int, retry_after_seconds: int = 1) -> None:
+    """Bounded in-flight requests: beyond the limit a request gets ``503 overloaded`` at once.
+
+    * Provider webhooks have a budget of their own: they finish payments that already exist, so
+      a flood of new checkouts must not starve them (the provider only retries for a while).
+    * ``Retry-After`` grows with the overload: about the seconds needed to serve the requests
+      refused in the last second at the rate requests completed in it (at least
+      ``retry_after_seconds``, at most ``max_retry_after_seconds``), with random spread, so that
+      thousands of refused clients do not come back in the same second.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        limit: int,
+        webhook_limit: int | None = None,
+        retry_after_seconds: int = 1,
+        max_retry_after_seconds: int = 30,
+    ) -> None:
         self.app = app
         self.limit = limit
+        self.webhook_limit = limit if webhook_limit is None else webhook_limit
         self.retry_after = retry_after_seconds
+        self.max_retry_after = max(retry_after_seconds, max_retry_after_seconds)
         self.in_flight = 0
+        self.webhooks_in_flight = 0
+        self.completed = _Window()
+        self.shed = _Window()
+        self._random = random.Random()
+
+    def retry_after_for(self, now: float) -> int:
+        """Seconds a refused client should wait (see the class docstring)."""
+        backlog = self.shed.last_second(now) + 1
+        rate = max(1, self.completed.last_second(now))
+        wait = min(self.max_retry_after, max(self.retry_after, math.ceil(backlog / rate)))
+        return self._random.randint(wait, min(self.max_retry_after, wait + max(1, wait // 2)))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"].startswith(UNSHED_PREFIXES):
             await self.app(scope, receive, send)
             return
-        if self.in_flight >= self.limit:
+        webhook = scope["path"].startswith(WEBHOOK_PREFIX)
+        busy = self.webhooks_in_flight >= self.webhook_limit if webhook else self.in_flight >= self.limit
+        if busy:
+            now = time.monotonic()
+            self.shed.add(now)
             metrics.HTTP_SHED.inc()
             await _send_problem(
                 send,
                 scope,
                 503,
-                headers={"Retry-After": str(self.retry_after)},
+                headers={"Retry-After": str(self.retry_after_for(now))},
                 code="overloaded",
                 title="Service is at capacity",
                 detail="Too many requests in flight; retry after the given delay",
             )
             return
-        self.in_flight += 1
+        if webhook:
+            self.webhooks_in_flight += 1
+        else:
+            self.in_flight += 1
         metrics.HTTP_IN_FLIGHT.inc()
         try:
             await self.app(scope, receive, send)
         finally:
-            self.in_flight -= 1
+            if webhook:
+                self.webhooks_in_flight -= 1
+            else:
+                self.in_flight -= 1
             metrics.HTTP_IN_FLIGHT.dec()
+            self.completed.add(time.monotonic())
 
 
 class _BodyTooLarge(Exception):
@@ -287,6 +361,11 @@ class UnitOfWorkMiddleware:
             except AppError as exc:
                 await session.rollback()
                 await _send_problem(send, scope, exc)
+                return
+            except sqlalchemy.exc.TimeoutError:  # no pooled connection became free: overload
+                log.warning("database_pool_timeout", path=scope.get("path"))
+                busy = DatabaseBusy("No database connection became free in time; nothing was changed, retry")
+                await _send_problem(send, scope, busy, headers={"Retry-After": str(DATABASE_BUSY_RETRY_AFTER)})
                 return
             if isinstance(claimed, idempotency.StoredResponse):
                 await session.rollback()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,6 +30,9 @@ class Resources:
     """Built from settings and the Vault credentials by :meth:`start_providers`."""
     payout_providers: PayoutRegistry | None = None
     """Payout adapters, built on first use by :meth:`start_payout_providers`."""
+    health_connection: Any = None
+    """The readiness check's own asyncpg connection (outside the pool: a pool saturated by work is
+    busy, not down). Opened by the first check, closed by :meth:`close`."""
 
     @classmethod
     def build(cls, settings: Settings, *, application_name: str = "payment-service") -> Resources:
@@ -58,4 +62,8 @@ class Resources:
             await self.payout_providers.aclose()
         await self.http.aclose()
         await self.redis.aclose()
+        if self.health_connection is not None:
+            with contextlib.suppress(Exception):
+                await self.health_connection.close(timeout=2)
+            self.health_connection = None
         await self.engine.dispose()

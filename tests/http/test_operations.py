@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
 
 import httpx
 import pytest
+import sqlalchemy
 from asgi_lifespan import LifespanManager
 from fastapi import APIRouter, FastAPI
 
 from payment_service.config import Settings
 from payment_service.devstack import OpenBao, Tansu
 from payment_service.main import create_app
+from payment_service.middleware import InFlightLimitMiddleware
 from payment_service.resources import Resources
 from tests.conftest import Tokens
 
@@ -87,6 +91,10 @@ class TestOverload:
             await asyncio.sleep(0.3)
             return {"ok": "yes"}
 
+        @slow.post("/v1/webhooks/_test/ping")
+        async def webhook_route() -> dict[str, str]:
+            return {"ok": "webhook"}
+
         application.include_router(slow)
         return application
 
@@ -101,5 +109,123 @@ class TestOverload:
         shed = [r for r in responses if r.status_code == 503]
         assert len(ok) == 3
         assert len(shed) == 5
-        assert all(r.headers["retry-after"] == "1" and r.json()["code"] == "overloaded" for r in shed)
+        assert all(1 <= int(r.headers["retry-after"]) <= 30 and r.json()["code"] == "overloaded" for r in shed)
         assert health.status_code == 200
+
+    async def test_provider_webhooks_have_capacity_of_their_own(self, small_app: FastAPI) -> None:
+        async with LifespanManager(small_app):
+            c = httpx.AsyncClient(transport=httpx.ASGITransport(app=small_app), base_url="http://t")
+            busy = [asyncio.create_task(c.get("/v1/_test/slow")) for _ in range(3)]
+            await asyncio.sleep(0.05)  # the three slow requests hold the whole general budget
+
+            refused = await c.get("/v1/_test/slow")
+            webhook = await c.post("/v1/webhooks/_test/ping", content=b"{}")
+            await asyncio.gather(*busy)
+
+        assert refused.status_code == 503
+        assert webhook.status_code == 200  # served from the webhooks' own budget
+        assert webhook.json() == {"ok": "webhook"}
+
+
+class TestRetryAfter:
+    """The Retry-After of a shed request grows with the overload and is spread out."""
+
+    def make(self) -> InFlightLimitMiddleware:
+        async def app(scope: Any, receive: Any, send: Any) -> None:
+            return None
+
+        return InFlightLimitMiddleware(app, limit=1, retry_after_seconds=1, max_retry_after_seconds=30)
+
+    def test_a_light_overload_asks_for_a_second_or_two(self) -> None:
+        limiter = self.make()
+        for _ in range(100):
+            limiter.completed.add(1000.5)
+        for _ in range(10):
+            limiter.shed.add(1000.5)
+
+        waits = {limiter.retry_after_for(1001.2) for _ in range(200)}
+
+        assert waits <= {1, 2}
+
+    def test_a_crowd_of_refused_clients_is_spread_over_many_seconds(self) -> None:
+        limiter = self.make()
+        for _ in range(30):
+            limiter.completed.add(1000.5)  # 30 requests completed in the last second ...
+        for _ in range(3000):
+            limiter.shed.add(1000.5)  # ... and 3000 were refused: ~100 s of work, capped at 30
+
+        waits = [limiter.retry_after_for(1001.2) for _ in range(500)]
+
+        assert all(w == 30 for w in waits)
+
+    def test_between_the_bounds_the_waits_vary(self) -> None:
+        limiter = self.make()
+        for _ in range(10):
+            limiter.completed.add(1000.5)
+        for _ in range(99):
+            limiter.shed.add(1000.5)  # with this request 100 refused: ~10 s of work at the current rate
+
+        waits = [limiter.retry_after_for(1001.2) for _ in range(500)]
+
+        assert min(waits) >= 10
+        assert max(waits) <= 15
+        assert len(set(waits)) > 1  # spread, not one second for everybody
+
+
+class TestSaturatedPool:
+    """Every pooled connection busy is overload: 503 database_busy with Retry-After, and readiness
+    stays 200 (its check has a connection of its own)."""
+
+    @pytest.fixture
+    async def tight(self, settings: Settings) -> AsyncIterator[tuple[FastAPI, asyncio.Event]]:
+        own = settings.model_copy(deep=True)
+        own.db.pool_size = 1
+        own.db.max_overflow = 0
+        own.db.pool_timeout_seconds = 0.2
+        resources = Resources.build(own, application_name="test-tight-pool")
+        release = asyncio.Event()
+        application = create_app(own, resources=resources)
+        hold = APIRouter()
+
+        @hold.get("/v1/_test/hold")
+        async def hold_route() -> dict[str, str]:
+            async with resources.engine.connect() as conn:  # takes the only pooled connection
+                await conn.execute(sqlalchemy.text("SELECT 1"))
+                await release.wait()
+            return {"ok": "held"}
+
+        @hold.get("/v1/_test/query")
+        async def query_route() -> dict[str, str]:
+            async with resources.engine.connect() as conn:
+                await conn.execute(sqlalchemy.text("SELECT 1"))
+            return {"ok": "queried"}
+
+        application.include_router(hold)
+        try:
+            yield application, release
+        finally:
+            release.set()
+            await resources.close()
+
+    async def test_a_request_that_gets_no_connection_is_a_503_with_retry_after(
+        self, tight: tuple[FastAPI, asyncio.Event], tokens: Tokens
+    ) -> None:
+        application, release = tight
+        async with LifespanManager(application):
+            c = httpx.AsyncClient(transport=httpx.ASGITransport(app=application), base_url="http://t")
+            holder = asyncio.create_task(c.get("/v1/_test/hold"))
+            await asyncio.sleep(0.1)
+
+            read = await c.get("/v1/_test/query")
+            write = await c.post(  # the unit of work claims the Idempotency-Key first: no connection
+                "/v1/_test/query", json={}, headers=tokens.headers(tokens.user("pool-1"), key="pool-key-1")
+            )
+            ready = await c.get("/health/ready")
+            release.set()
+            await holder
+
+        for answer in (read, write):
+            assert answer.status_code == 503, answer.text
+            assert answer.json()["code"] == "database_busy"
+            assert answer.headers["retry-after"] == "2"
+        assert ready.status_code == 200, ready.text

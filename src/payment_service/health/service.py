@@ -7,8 +7,9 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from sqlalchemy import text
+import asyncpg
 
+from payment_service.db import asyncpg_dsn
 from payment_service.resources import Resources
 
 
@@ -21,8 +22,26 @@ class CheckResult:
 
 
 async def _postgres(resources: Resources) -> None:
-    async with resources.engine.connect() as conn:
-        await conn.execute(text("SELECT 1"))
+    """SELECT 1 on the check's own connection, not one from the pool: when requests hold every
+    pooled connection the database is busy, not down, and readiness must not say otherwise
+    (a load balancer would take a busy but healthy instance out and overload the rest)."""
+    conn = resources.health_connection
+    if conn is None or conn.is_closed():
+        conn = await asyncpg.connect(
+            asyncpg_dsn(resources.settings.db.url.get_secret_value()),
+            server_settings={"application_name": "payment-service-health"},
+        )
+        current = resources.health_connection
+        if current is not None and not current.is_closed():  # a concurrent check connected first
+            await conn.close()
+            conn = current
+        resources.health_connection = conn
+    try:
+        await conn.fetchval("SELECT 1")
+    except BaseException:
+        resources.health_connection = None  # a broken or interrupted connection is replaced next time
+        conn.terminate()
+        raise
 
 
 async def _redis(resources: Resources) -> None:
