@@ -36,6 +36,7 @@ from payment_service.devstack import (
     spawn,
     stop_processes,
 )
+from payment_service.devstack.launcher import emulator_base_urls
 
 ROOT = Path(__file__).resolve().parent.parent
 ADMIN_URL = os.environ.get("PAYMENT_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -140,6 +141,11 @@ class TestDevFiles:
         catalog = next(s for s in specs if s.name == "emulator-catalog")
         assert catalog.argv[1:3] == ["-m", "emulators.catalog"]
         assert catalog.exports["PAYMENT_CATALOG__BASE_URL"].startswith("http://127.0.0.1:")
+        # the exports name every emulator's origin (what a harness reads back from stack.env)
+        origins = emulator_base_urls({k: v for s in specs for k, v in s.exports.items()})
+        assert set(origins) == {s.name.removeprefix("emulator-") for s in specs}
+        port = yookassa.argv[yookassa.argv.index("--port") + 1]
+        assert origins["yookassa"] == f"http://127.0.0.1:{port}"
 
 
 class TestEmbeddedRedis:
@@ -273,6 +279,13 @@ class TestDevLauncher:
 
             # Vault is seeded with dev provider credentials; Transit is enabled.
             stack = read_env_file(run_dir / "stack.env")
+            assert stat.S_IMODE((run_dir / "stack.env").stat().st_mode) == 0o600
+            # ... with the emulators' base URLs the API and the worker were given
+            assert {k for k in stack if k.startswith("PAYMENT_PROVIDERS__") and k.endswith("__BASE_URL")} == {
+                f"PAYMENT_PROVIDERS__{name}__BASE_URL" for name in ("YOOKASSA", "TBANK", "SBER", "MOBILE")
+            }
+            for origin in emulator_base_urls(stack).values():
+                assert httpx.get(f"{origin}/_emulator/requests", timeout=5).status_code == 200
             vault = {"X-Vault-Token": stack["PAYMENT_VAULT__TOKEN"]}
             kv = httpx.get(f"{stack['PAYMENT_VAULT__ADDR']}/v1/secret/data/payment-service/providers", headers=vault)
             assert set(kv.json()["data"]["data"]) == {
@@ -314,6 +327,7 @@ class TestDevLauncher:
             assert payment["status"] == "requires_action"
             checkout = httpx.URL(payment["action"]["url"])
             emulator = f"{checkout.scheme}://{checkout.host}:{checkout.port}"
+            assert emulator == emulator_base_urls(stack)["yookassa"]
             paid = httpx.post(
                 f"{emulator}/_emulator/payments/{checkout.path.rsplit('/', 1)[-1]}/pay", json={}, timeout=10
             )

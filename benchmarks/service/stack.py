@@ -2,8 +2,9 @@
 
 ``payment-service dev`` supervises the API (``payment-service serve``, one uvicorn process), the
 worker, Tansu, OpenBao and the provider emulators. The harness finds those children in the process
-tree (psutil) to sample their memory, to reach the emulators' control API (their ports are on
-their command lines) and to pause the worker for the relay-drain measurement.
+tree (psutil) to sample their memory and to pause the worker for the relay-drain measurement; it
+reaches the emulators' control API at the base URLs the launcher exported to the API and the
+worker, read from ``<run dir>/stack.env``.
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ from pydantic import SecretStr
 
 from payment_service.auth import PrincipalKind, mint_token
 from payment_service.config import AuthSettings
-from payment_service.devstack import free_port, read_env_file
+from payment_service.devstack import STACK_ENV_FILE, free_port, read_env_file
+from payment_service.devstack.launcher import emulator_base_urls
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -67,6 +69,7 @@ class Stack:
         self.proc: subprocess.Popen[bytes] | None = None
         self._auth: AuthSettings | None = None
         self._procs: dict[str, psutil.Process] = {}
+        self._emulators: dict[str, str] = {}
 
     # ---- lifecycle ----------------------------------------------------------------------------
 
@@ -182,12 +185,12 @@ class Stack:
         return found
 
     def emulator_url(self, provider: str) -> str:
-        """Base URL of a provider emulator (``--port`` on its command line)."""
-        proc = self.processes().get(f"emulator-{provider}")
-        if proc is None:
-            raise RuntimeError(f"no {provider} emulator in the stack")
-        cmdline = proc.cmdline()
-        return f"http://127.0.0.1:{cmdline[cmdline.index('--port') + 1]}"
+        """Origin of an emulator (``http://127.0.0.1:<port>``), from the base URL in ``stack.env``."""
+        if provider not in self._emulators:
+            self._emulators = emulator_base_urls(read_env_file(self.run_dir / STACK_ENV_FILE))
+        if provider not in self._emulators:
+            raise RuntimeError(f"no {provider} emulator in {self.run_dir / STACK_ENV_FILE}")
+        return self._emulators[provider]
 
     def suspend_worker(self) -> None:
         self.processes()["worker"].suspend()

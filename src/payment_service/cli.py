@@ -207,7 +207,8 @@ def dev(
 def bench(ctx: typer.Context) -> None:
     """Run the benchmarks from the checkout (ratios to pgbench measured in the same run).
 
-    Extra arguments go to ``benchmarks/service.py`` (e.g. ``--smoke``, ``--seconds 60``).
+    Extra arguments go to the service benchmark, the package ``benchmarks.service`` run as
+    ``python -m benchmarks.service`` (e.g. ``--smoke``, ``--seconds 60``).
     """
     import subprocess
     import sys

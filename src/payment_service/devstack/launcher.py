@@ -13,11 +13,12 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 from pydantic import SecretStr
@@ -134,6 +135,23 @@ EMULATED_PAYOUT_PROVIDERS: dict[str, str] = {
 
 CATALOG_EMULATOR = "emulators.catalog"
 """The Game Catalog emulator (prices, payees, release dates), started next to the provider emulators."""
+
+
+def emulator_base_urls(env: Mapping[str, str]) -> dict[str, str]:
+    """Each emulator's origin (``http://127.0.0.1:<port>``; its control API is under ``/_emulator``),
+    by name (``yookassa``, ``yookassa_payouts``, ``catalog``, ...), from the base URLs exported to
+    the API and the worker, e.g. ``run_dir/stack.env`` read with :func:`read_env_file`."""
+    variables = {
+        **{name: f"PAYMENT_PROVIDERS__{name.upper()}__BASE_URL" for name in EMULATED_PROVIDERS},
+        **{name: f"PAYMENT_PAYOUTS__PROVIDERS__{name.upper()}__BASE_URL" for name in EMULATED_PAYOUT_PROVIDERS},
+        "catalog": "PAYMENT_CATALOG__BASE_URL",
+    }
+    found: dict[str, str] = {}
+    for name, variable in variables.items():
+        if url := env.get(variable):
+            parts = urlsplit(url)
+            found[name] = f"{parts.scheme}://{parts.netloc}"
+    return found
 
 
 def _vault_credentials(settings: Settings) -> dict[str, Any]:
@@ -403,11 +421,7 @@ class DevStack:
         if port_open("127.0.0.1", self.options.port):
             raise RuntimeError(f"port {self.options.port} is already in use; pass --port")
         self.env = self._child_env(self._start_infra())
-        _write_private(
-            self.options.run_dir / STACK_ENV_FILE,
-            "# The running `payment-service dev` stack; removed when it stops.\n"
-            + "".join(f"{k}={v}\n" for k, v in sorted(self.env.items()) if k.startswith("PAYMENT_")),
-        )
+        self._write_stack_env()
         self._migrate()
         self._run_once("seed-demo", "demo data")
         assert self.settings is not None
@@ -422,6 +436,7 @@ class DevStack:
                 wait_for(
                     functools.partial(_answers, url), timeout=60, what=spec.name, proc=child.proc, cancel=self.cancel
                 )
+        self._write_stack_env()  # now with the emulators' base URLs, before the API and the worker start
         stop_timeout = self.settings.http.shutdown_grace_seconds + 10
         processes = max(1, self.options.api_processes)
         shared = {"PAYMENT_HTTP__REUSE_PORT": "true"} if processes > 1 else {}
@@ -436,6 +451,20 @@ class DevStack:
             if child.proc is None:
                 child.start()
         _say("started " + ", ".join(f"{c.spec.name} (pid {c.proc.pid})" for c in self.children if c.proc))
+
+    def _write_stack_env(self) -> None:
+        """``run_dir/stack.env`` (mode 0600): the ``PAYMENT_*`` variables the API and the worker get.
+
+        Written once the infrastructure is up (Vault address and token, database, broker, auth
+        secret), then again once the emulators answer, with the base URLs exported to the API and
+        the worker (``PAYMENT_PROVIDERS__<NAME>__BASE_URL`` …; see :func:`emulator_base_urls`).
+        Removed when the stack stops.
+        """
+        _write_private(
+            self.options.run_dir / STACK_ENV_FILE,
+            "# The running `payment-service dev` stack: what the API and the worker get; removed when it stops.\n"
+            + "".join(f"{k}={v}\n" for k, v in sorted(self.env.items()) if k.startswith("PAYMENT_")),
+        )
 
     # -- supervise ------------------------------------------------------------------------------
 
