@@ -10,25 +10,39 @@ Classification of transport outcomes (the adapters add the provider's own error 
 Retries (tenacity, exponential back-off with full jitter) happen only when repeating cannot
 double-charge: for ``idempotent`` calls (reads; YooKassa POSTs carrying the same Idempotence-Key)
 on any of the failures above, for other calls only when nothing was sent (connect errors, 503).
+
+Every failure above counts against the provider's breaker, except a *timeout* (httpx connect,
+read, write or pool timeout, or the per-attempt deadline) during which our own event loop stalled
+for at least ``LOOP_LAG_TIMEOUT_FRACTION`` (25 %) of the timeout that fired: reading an answer
+takes a handful of loop turns (connect, send, read, parse), so when one turn alone took a quarter
+of the timeout, the turns could have used it all up and the timeout says nothing about the
+provider. Such a failure is ``breaker.record_skipped("event_loop_lag")`` (metric
+``provider_breaker_skipped_failures_total``) and logged; the call's outcome (the exception, its
+retries, ``provider_calls_total``) is exactly what it would have been. Refused connections, 429,
+5xx and dropped connections always count. The lag comes from ``loop_lag.monitor()``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import httpx
 import structlog
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt, wait_random_exponential
 
+from payment_service.providers import loop_lag
 from payment_service.providers.breaker import CircuitBreaker
 from payment_service.providers.errors import ProviderError, ProviderTimeout, ProviderUnavailable
 from payment_service.providers.metrics import PROVIDER_CALLS, PROVIDER_LATENCY, PROVIDER_RETRIES
 from payment_service.providers.settings import ProviderSettings
 
 log = structlog.get_logger(__name__)
+
+LOOP_LAG_TIMEOUT_FRACTION = 0.25
+SKIPPED_LOOP_LAG = "event_loop_lag"
 
 
 class _NotSent(ProviderUnavailable):
@@ -60,10 +74,12 @@ class ProviderHTTP:
         breaker: CircuitBreaker | None = None,
         headers: Mapping[str, str] | None = None,
         auth: httpx.Auth | None = None,
+        lag_monitor: Callable[[], loop_lag.LoopLagMonitor] = loop_lag.monitor,
     ) -> None:
         self.provider = provider
         self.settings = settings
         self.breaker = breaker or breaker_for(provider, settings)
+        self._lag_monitor = lag_monitor
         self.client = httpx.AsyncClient(
             base_url=settings.base_url.rstrip("/"),
             timeout=httpx.Timeout(settings.read_timeout_seconds, connect=settings.connect_timeout_seconds),
@@ -120,6 +136,8 @@ class ProviderHTTP:
                 provider_code="circuit_open",
             )
         started = time.perf_counter()
+        lag = self._lag_monitor()
+        lag_since = lag.now()
         try:
             try:
                 async with asyncio.timeout(self.settings.total_timeout_seconds):
@@ -142,7 +160,7 @@ class ProviderHTTP:
             if response.status_code >= 500:
                 raise self._unknown(operation, mutating, f"HTTP {response.status_code}", str(response.status_code))
         except ProviderError as exc:
-            self.breaker.record_failure()
+            self._record_failure(exc, operation, lag, lag_since)
             outcome = "timeout" if isinstance(exc, ProviderTimeout) else "unavailable"
             PROVIDER_CALLS.labels(self.provider, operation, outcome).inc()
             PROVIDER_LATENCY.labels(self.provider, operation).observe(time.perf_counter() - started)
@@ -152,6 +170,46 @@ class ProviderHTTP:
         PROVIDER_LATENCY.labels(self.provider, operation).observe(time.perf_counter() - started)
         PROVIDER_CALLS.labels(self.provider, operation, "ok" if response.status_code < 400 else "http_4xx").inc()
         return response
+
+    def _record_failure(
+        self, exc: ProviderError, operation: str, lag: loop_lag.LoopLagMonitor, lag_since: float
+    ) -> None:
+        timeout = self._timeout_seconds(exc.__cause__)
+        if timeout is not None:
+            stall = lag.max_lag_since(lag_since)
+            threshold = LOOP_LAG_TIMEOUT_FRACTION * timeout
+            if stall >= threshold:
+                self.breaker.record_skipped(SKIPPED_LOOP_LAG)
+                log.warning(
+                    "provider_failure_not_counted",
+                    provider=self.provider,
+                    operation=operation,
+                    reason=SKIPPED_LOOP_LAG,
+                    loop_lag_seconds=round(stall, 3),
+                    threshold_seconds=round(threshold, 3),
+                    timeout_seconds=timeout,
+                    error=exc.message,
+                )
+                return
+        self.breaker.record_failure()
+
+    def _timeout_seconds(self, cause: BaseException | None) -> float | None:
+        """The timeout that fired, if ``cause`` is a timeout; None for any other failure."""
+        t = self.client.timeout
+        limit: float | None
+        if isinstance(cause, httpx.ConnectTimeout):
+            limit = t.connect
+        elif isinstance(cause, httpx.ReadTimeout):
+            limit = t.read
+        elif isinstance(cause, httpx.WriteTimeout):
+            limit = t.write
+        elif isinstance(cause, httpx.PoolTimeout):
+            limit = t.pool
+        elif isinstance(cause, TimeoutError | httpx.TimeoutException):
+            limit = None
+        else:
+            return None
+        return self.settings.total_timeout_seconds if limit is None else min(limit, self.settings.total_timeout_seconds)
 
     def _unknown(self, operation: str, mutating: bool, what: str, code: str | None = None) -> ProviderError:
         if mutating:

@@ -5,7 +5,10 @@ open ──(``open_seconds`` passed)──▶ half_open: up to ``half_open_probe
 half_open ──(a probe succeeds)──▶ closed;  half_open ──(a probe fails)──▶ open again
 
 Only failures that say something about the provider's health count (unavailable, timeout);
-declines and invalid requests are answers, not failures. The clock is injectable for tests.
+declines and invalid requests are answers, not failures. A failure the caller knows says nothing
+about the provider (a timeout while our own event loop stalled, see ``_http``) is recorded with
+``record_skipped(reason)``: counted in ``provider_breaker_skipped_failures_total``, not against the
+provider. The clock is injectable for tests.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from collections import deque
 from collections.abc import Callable
 from enum import StrEnum
 
-from payment_service.providers.metrics import BREAKER_OPENED, BREAKER_STATE
+from payment_service.providers.metrics import BREAKER_OPENED, BREAKER_SKIPPED_FAILURES, BREAKER_STATE
 
 
 class BreakerState(StrEnum):
@@ -87,6 +90,16 @@ class CircuitBreaker:
             self._failures.popleft()
         if self._state is BreakerState.closed and len(self._failures) >= self.failure_threshold:
             self._trip(now)
+
+    def record_skipped(self, reason: str) -> None:
+        """A failure that proves nothing about the provider: not counted, the state stays as it is.
+
+        A half-open probe's slot is freed so that another call can probe (a skipped probe must
+        neither close the circuit, as a neutral answer would, nor hold its slot forever).
+        """
+        BREAKER_SKIPPED_FAILURES.labels(self.name, reason).inc()
+        if self._state is BreakerState.half_open and self._probes_in_flight > 0:
+            self._probes_in_flight -= 1
 
     def record_neutral(self) -> None:
         """A call that proved nothing (e.g. a decline): frees a half-open probe slot, closes the circuit."""

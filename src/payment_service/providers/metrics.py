@@ -17,5 +17,15 @@ PROVIDER_LATENCY = Histogram(
 )
 PROVIDER_RETRIES = Counter("provider_retries_total", "Retried provider calls", ["provider", "operation"])
 BREAKER_STATE = Gauge("provider_breaker_state", "Circuit breaker state: 0 closed, 1 half-open, 2 open", ["provider"])
+BREAKER_SKIPPED_FAILURES = Counter(
+    "provider_breaker_skipped_failures_total",
+    "Failed provider calls NOT counted against the provider's breaker, by reason (event_loop_lag: a timeout "
+    "while our own event loop stalled for a large part of the timeout)",
+    ["provider", "reason"],
+)
 BREAKER_OPENED = Counter("provider_breaker_opened_total", "Times a provider's breaker opened", ["provider"])
 WEBHOOKS = Counter("provider_webhooks_total", "Provider webhooks by outcome (ok, rejected)", ["provider", "outcome"])
+EVENT_LOOP_LAG = Gauge(
+    "payment_event_loop_lag_seconds",
+    "How late this process's event loop woke a 50 ms sleeper: the largest lag of the last second",
+)
