@@ -5,13 +5,14 @@ measured by scenario 1, then back to 1×. A shed create (503) is retried with th
 its Retry-After, at most 3 times (then the flow gives up, as a customer would). Outstanding flows
 per load process are bounded; an arrival beyond the bound is counted as dropped by the generator.
 
-The YooKassa outage (errors and slowness) is injected through the emulator's control API while
-the load is at 2.5×–3×: ``/_emulator/config`` sets ``slow_seconds`` and ``/_emulator/next-outcome``
-queues ``error_503`` / ``slow`` outcomes for the next creates. The emulator has no "outage on/off"
-switch, and queued outcomes cannot be withdrawn, so the injector keeps the queue short: while the
-API's YooKassa breaker (read from ``/metrics``) is closed or half-open it tops the queue up to 6
-(two errors per slow answer: enough failures to trip the breaker), while it is open to one error
-(the half-open probe fails again). What is left queued when the outage ends is reported.
+The YooKassa outage is switched on and off through the emulator's outage switch
+(``POST /_emulator/config`` ``fault_mode``/``fault_rate``, see emulators/README.md) while the load
+is at 2.5×–3×, in two phases: a brownout first (``slow``: half of YooKassa's API calls answer after
+``slow_seconds`` = 1.5 s), then the outage proper (``error_503`` on every call: creates, status
+reads and webhook re-fetches alike, so the API's YooKassa breaker opens and its half-open probes
+keep failing until the switch is off); ``fault_mode: null`` ends it. Before each switch the
+emulator's counters (``GET /_emulator/outage``: API calls seen, faults injected) are read into the
+phase's record, and the breaker state (from ``/metrics``) is logged with each switch.
 
 Measured: shed answers and that every one had Retry-After, the providers' share of the payments
 created per second (failover), the readiness timeline, the peak RSS of the API and the worker,
@@ -42,7 +43,11 @@ PRE = (0.08, 0.20)
 POST = (0.85, 1.00)
 """The 1× windows compared for the recovery ratio (after the ramp's backlog drained)."""
 SLOW_SECONDS = 1.5
-QUEUE_CLOSED = 6
+BROWNOUT = 0.25
+"""Share of the outage window that is the ``slow`` brownout; the rest answers 503."""
+BROWNOUT_RATE = 0.5
+"""Share of YooKassa's API calls slowed during the brownout."""
+FAULT_SEED = 4
 
 
 def profile(capacity: float, peak: float) -> list[tuple[float, float]]:
@@ -53,15 +58,24 @@ def profile(capacity: float, peak: float) -> list[tuple[float, float]]:
 
 
 class Injector:
-    """Keeps YooKassa failing (and slow) between ``start`` and ``end`` (wall times)."""
+    """Switches YooKassa's outage on at ``start`` (a ``slow`` brownout, then ``error_503`` from
+    ``errors_from``) and off at ``end`` (wall times); its records give seconds since ``origin``
+    (the scenario's start)."""
 
-    def __init__(self, ctx: Context, start: float, end: float) -> None:
+    def __init__(self, ctx: Context, start: float, end: float, *, origin: float) -> None:
         self.ctx = ctx
         self.start = start
         self.end = end
-        self.queued: Counter[str] = Counter()
+        self.origin = origin
+        self.errors_from = start + BROWNOUT * (end - start)
+        self.injected: Counter[str] = Counter()
+        """Faults the emulator injected, by mode (its own counters)."""
+        self.phases: list[dict[str, Any]] = []
         self.log: list[dict[str, Any]] = []
         self.residual: list[str] = []
+        """Outcomes still queued on the emulator afterwards (the switch queues none: expected empty)."""
+        self.after: dict[str, Any] = {}
+        """The emulator's outage state once switched off (``fault_mode`` None)."""
 
     def _breaker(self) -> float:
         samples = self.ctx.monitor.samples
@@ -70,31 +84,42 @@ class Injector:
     async def run(self) -> None:
         base = self.ctx.stack.emulator_url("yookassa")
         async with httpx.AsyncClient(base_url=base, trust_env=False, timeout=10) as http:
+            current: dict[str, Any] | None = None
 
-            async def queue(outcome: str, count: int) -> list[str]:
-                response = await http.post("/_emulator/next-outcome", json={"outcome": outcome, "count": count})
+            async def switch(**changes: Any) -> None:
+                """Close the running phase with the emulator's counters, then apply ``changes``."""
+                nonlocal current
+                now = round(time.time() - self.origin, 2)
+                if current is not None:
+                    counters = (await http.get("/_emulator/outage")).raise_for_status().json()
+                    self.injected.update(counters["faults"])
+                    self.phases.append(
+                        {**current, "to_s": now, "calls": counters["calls"], "faults": counters["faults"]}
+                    )
+                response = await http.post("/_emulator/config", json=changes)
                 response.raise_for_status()
-                if count:
-                    self.queued[outcome] += count
-                return list(response.json()["queued"])
+                mode = changes.get("fault_mode")
+                current = None if mode is None else {"mode": mode, "rate": changes.get("fault_rate"), "from_s": now}
+                self.log.append({"t": now, "breaker": self._breaker(), "set": changes})
 
             await http.post("/_emulator/config", json={"slow_seconds": SLOW_SECONDS})
+            await http.delete("/_emulator/next-outcome")  # the switch is the only fault source
             await asyncio.sleep(max(0.0, self.start - time.time()))
             try:
-                while time.time() < self.end:
-                    state = self._breaker()
-                    missing = (1 if state >= 2 else QUEUE_CLOSED) - len(await queue("error_503", 0))
-                    if missing > 0:
-                        slow = 0 if state >= 2 else missing // 3
-                        await queue("error_503", missing - slow)
-                        if slow:
-                            await queue("slow", slow)
-                        self.log.append({"t": round(time.time() - self.start, 2), "breaker": state, "added": missing})
-                    await asyncio.sleep(0.25)
+                await switch(fault_mode="slow", fault_rate=BROWNOUT_RATE, fault_seed=FAULT_SEED)
+                await asyncio.sleep(max(0.0, self.errors_from - time.time()))
+                await switch(fault_mode="error_503", fault_rate=1.0)
+                await asyncio.sleep(max(0.0, self.end - time.time()))
             finally:
+                try:
+                    await switch(fault_mode=None, slow_seconds=1.0)
+                except httpx.HTTPError:  # the phase's counters are lost, but the outage must end
+                    with contextlib.suppress(httpx.HTTPError):
+                        await http.post("/_emulator/config", json={"fault_mode": None, "slow_seconds": 1.0})
                 with contextlib.suppress(httpx.HTTPError):
-                    self.residual = await queue("error_503", 0)
-                    await http.post("/_emulator/config", json={"slow_seconds": 1.0})
+                    self.after = (await http.get("/_emulator/outage")).raise_for_status().json()
+                    queued = await http.post("/_emulator/next-outcome", json={"outcome": "error_503", "count": 0})
+                    self.residual = list(queued.raise_for_status().json()["queued"])
 
 
 async def stress(ctx: Context) -> ScenarioResult:
@@ -123,7 +148,7 @@ async def stress(ctx: Context) -> ScenarioResult:
         for p in range(processes)
     ]
     outage = (start_at + OUTAGE[0] * seconds, start_at + OUTAGE[1] * seconds)
-    injector = Injector(ctx, *outage)
+    injector = Injector(ctx, *outage, origin=start_at)
     inject = asyncio.create_task(injector.run())
     try:
         parts = await asyncio.to_thread(loadgen.run_jobs, jobs)
@@ -151,6 +176,7 @@ async def stress(ctx: Context) -> ScenarioResult:
     sheds = sum(r["sheds"] + r["poll_sheds"] for r in records)
     no_retry_after = sum(r["sheds_without_retry_after"] for r in records)
     shares, during = _providers(records, start_at, ended, outage)
+    _, during_503 = _providers(records, start_at, ended, (injector.errors_from, outage[1]))
     readiness = readiness_summary(window)
     rss = peak_rss_mb(window)
     rss_start = {k: round(v / 2**20, 1) for k, v in (window[0].get("rss", {}) if window else {}).items()}
@@ -160,10 +186,10 @@ async def stress(ctx: Context) -> ScenarioResult:
     e2e_post = summary([s[1] for s in samples if s[2] == OK and start_at + POST[0] * seconds <= s[0]])
     result.rate = round(post, 1)
     result.ratio_to_pgbench = round(post / ctx.baseline.tps, 3) if ctx.baseline.tps else 0.0
-    failed_over = during.get("failover_share", 0.0)
+    failed_over = during_503.get("failover_share", 0.0)
     result.goals = [
         Goal("every 503 had Retry-After", no_retry_after == 0),
-        Goal("failover during the outage", failed_over > 0),
+        Goal("failover during the 503 phase", failed_over > 0),
         Goal("readiness 200 throughout", readiness.get("ready_share", 0) == 1.0),
         Goal("recovery ≥ 0.9", recovery >= 0.9 if pre else None),
         Goal("audit", books["ok"] and reconciliation["ok"]),
@@ -173,7 +199,10 @@ async def stress(ctx: Context) -> ScenarioResult:
         "capacity": capacity,
         "profile": [(round(f * seconds, 1), round(r, 1)) for f, r in steps],
         "outage_s": [round(outage[0] - start_at, 1), round(outage[1] - start_at, 1)],
-        "outcomes_injected": dict(injector.queued),
+        "outage_503_from_s": round(injector.errors_from - start_at, 1),
+        "outage_phases": injector.phases,
+        "outcomes_injected": dict(injector.injected),
+        "outage_after": injector.after,
         "residual_queue": injector.residual,
         "injector_log": injector.log[:40],
         "arrivals": sum(p["arrivals"] for p in parts),
@@ -183,6 +212,7 @@ async def stress(ctx: Context) -> ScenarioResult:
         "sheds_without_retry_after": no_retry_after,
         "gave_up_after_503s": outcomes.get("gave_up", 0),
         "providers_during_outage": during,
+        "providers_during_503": during_503,
         "pre_rate": round(pre, 1),
         "post_rate": round(post, 1),
         "recovery_ratio": round(recovery, 3),
@@ -198,13 +228,15 @@ async def stress(ctx: Context) -> ScenarioResult:
         "settled": settled,
         "audit": {"books": books, "reconciliation": reconciliation},
         "summary": (
-            f"capacity {capacity:,.1f}/s, offered up to {plan.stress_max:g}× for {seconds:g} s, YooKassa failing "
-            f"{outage[0] - start_at:.0f}–{outage[1] - start_at:.0f} s ({dict(injector.queued)} queued, "
-            f"{len(injector.residual)} left when it ended). {outcomes.get(OK, 0):,} succeeded, "
+            f"capacity {capacity:,.1f}/s, offered up to {plan.stress_max:g}× for {seconds:g} s, YooKassa slow "
+            f"({BROWNOUT_RATE:.0%} of calls, {SLOW_SECONDS:g} s) {outage[0] - start_at:.1f}–"
+            f"{injector.errors_from - start_at:.1f} s, then answering 503 to every call until "
+            f"{outage[1] - start_at:.1f} s ({dict(injector.injected)} faults injected in "
+            f"{sum(p['calls'] for p in injector.phases):,} API calls). {outcomes.get(OK, 0):,} succeeded, "
             f"{outcomes.get(DECLINED, 0):,} declined as planned, {sheds:,} answers 503 ({no_retry_after} without "
             f"Retry-After), {outcomes.get('gave_up', 0):,} flows gave up after 3 retries, {dropped:,} arrivals dropped "
-            f"by the generator's bound. During the outage {failed_over:.0%} of new payments went to another "
-            f"provider. Readiness 200 in {readiness.get('ready_share', 0):.1%} of probes. Peak RSS "
+            f"by the generator's bound. During the 503 phase {failed_over:.0%} of new payments went to another "
+            f"provider ({during.get('failover_share', 0.0):.0%} over the whole outage). Readiness 200 in {readiness.get('ready_share', 0):.1%} of probes. Peak RSS "
             + ", ".join(f"{k} {v} MiB" for k, v in rss.items() if k.startswith("api") or k == "worker")
             + f". Recovery: **{recovery:.2f}** ({post:,.1f}/s in the last 1× window vs {pre:,.1f}/s in the first; "
             f"e2e p99 {e2e_post['p99_ms']} vs {e2e_pre['p99_ms']} ms). Audit: books {books['ok']}, providers "
@@ -222,7 +254,7 @@ async def stress(ctx: Context) -> ScenarioResult:
         "rss_mb": series.get("rss_mb"),
         "breaker": series.get("breaker"),
         "outage": [outage[0] - start_at, outage[1] - start_at],
-        "marks": [[POST[0] * seconds, " recovery window"]],
+        "marks": [[injector.errors_from - start_at, " 503"], [POST[0] * seconds, " recovery window"]],
     }
     return result
 
