@@ -6,6 +6,7 @@ the same run cancels the host's speed, its fsync cost and the neighbours' load.
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 from dataclasses import dataclass
@@ -37,9 +38,9 @@ def pgbench(
     admin_dsn: str, *, seconds: float, clients: int = 16, threads: int = 2, scale: int = 10, database: str = ""
 ) -> Baseline:
     """Initialise a scratch database at ``scale``, run TPC-B for ``seconds``, drop it; returns the TPS."""
-    database = database or "bench_baseline_pgbench"
+    database = database or f"bench_baseline_pgbench_{os.getpid()}"  # concurrent runs never share it
     args = _pg_args(admin_dsn)
-    _psql(admin_dsn, "postgres", f'DROP DATABASE IF EXISTS "{database}"')
+    _psql(admin_dsn, "postgres", f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
     _psql(admin_dsn, "postgres", f'CREATE DATABASE "{database}"')
     try:
         subprocess.run(["pgbench", *args, "-i", "-q", "-s", str(scale), database], check=True, capture_output=True)
