@@ -51,7 +51,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--connections", type=int, help="http_overhead and posting connections (default 64)")
     parser.add_argument("--purchase-connections", type=int, help="purchase connections (default 32)")
     parser.add_argument("--load-processes", type=int, default=2, help="processes per load generator (default 2)")
-    parser.add_argument("--api-processes", type=int, help="API processes of the stack (dev --api-processes; default 1)")
+    parser.add_argument(
+        "--api-processes",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="API processes of the stack (dev --api-processes; default: one per core, as a deployment on this box would)",
+    )
     parser.add_argument("--concurrent-clients", type=int, help="scenario 2's clients (default 5000)")
     parser.add_argument("--concurrent-seconds", type=float, help="scenario 2's bound per client (default 300)")
     parser.add_argument("--ws-clients", type=int, help="scenario 3's WebSocket clients (default 1000)")
