@@ -83,7 +83,9 @@ class Injector:
 
     async def run(self) -> None:
         base = self.ctx.stack.emulator_url("yookassa")
-        async with httpx.AsyncClient(base_url=base, trust_env=False, timeout=10) as http:
+        # Generous timeout: under the 3x ramp the emulator itself is busy and its control endpoint
+        # answers late; a control call that fails is recorded, it must not abort the whole run.
+        async with httpx.AsyncClient(base_url=base, trust_env=False, timeout=30) as http:
             current: dict[str, Any] | None = None
 
             async def switch(**changes: Any) -> None:
@@ -109,6 +111,9 @@ class Injector:
                 await switch(fault_mode="slow", fault_rate=BROWNOUT_RATE, fault_seed=FAULT_SEED)
                 await asyncio.sleep(max(0.0, self.errors_from - time.time()))
                 await switch(fault_mode="error_503", fault_rate=1.0)
+                await asyncio.sleep(max(0.0, self.end - time.time()))
+            except httpx.HTTPError as exc:  # reported with the scenario; the outage is ended below
+                self.log.append({"t": round(time.time() - self.origin, 2), "error": repr(exc)})
                 await asyncio.sleep(max(0.0, self.end - time.time()))
             finally:
                 try:
