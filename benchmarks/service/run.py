@@ -54,8 +54,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--api-processes",
         type=int,
-        default=os.cpu_count() or 1,
-        help="API processes of the stack (dev --api-processes; default: one per core, as a deployment on this box would)",
+        default=None,
+        help="API processes of the stack (dev --api-processes; default: one per core, as a deployment on this box "
+        "would; 1 for --smoke, which runs beside the test suite and must not take its database connections)",
     )
     parser.add_argument("--concurrent-clients", type=int, help="scenario 2's clients (default 5000)")
     parser.add_argument("--concurrent-seconds", type=float, help="scenario 2's bound per client (default 300)")
@@ -163,6 +164,8 @@ async def main(args: argparse.Namespace) -> int:
     names = _selected(args)
     began = time.time()
     env = report.environment()
+    if args.api_processes is None:
+        args.api_processes = 1 if args.smoke else (os.cpu_count() or 1)
     stack = Stack(args.dsn, args.redis, api_processes=args.api_processes)
     results: list[ScenarioResult] = []
     final: dict[str, Any] = {}
