@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,9 +20,14 @@ from benchmarks.baseline import Baseline
 from benchmarks.service.monitor import Monitor
 from benchmarks.service.stack import Stack
 
-HOT_STREAMER = "hot-streamer"
-POSTING_HOT_STREAMER = "hot-posting"
-UNIFORM_STREAMERS = [f"streamer-{i}" for i in range(1000)]
+RUN_TAG = f"r{os.getpid()}"
+"""Streamer ids carry the run's tag. Every run has its own database, but the alert channels live in
+Redis (``donations:<db>:alerts:<streamer>``): two runs at once on one machine (a CI smoke beside a
+benchmark, or a stack that outlived its run) would otherwise deliver each other's alerts, whose
+positions collide with this run's."""
+HOT_STREAMER = f"{RUN_TAG}-hot-streamer"
+POSTING_HOT_STREAMER = f"{RUN_TAG}-hot-posting"
+UNIFORM_STREAMERS = [f"{RUN_TAG}-streamer-{i}" for i in range(1000)]
 
 
 @dataclass
