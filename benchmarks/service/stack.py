@@ -82,6 +82,7 @@ class Stack:
             await conn.close()
         env = {k: v for k, v in os.environ.items() if not k.startswith("PAYMENT_")}
         env.update(DATABASE_URL=self.dsn, REDIS_URL=self.redis_url, PAYMENT_LOG_LEVEL="WARNING")
+        env["PAYMENT_DEV_ANY_PORTS"] = "1"  # free ports for broker and Vault: other stacks may be starting too
         argv = [sys.executable, "-m", "payment_service.cli", "dev", "--port", str(self.port)]
         if self.api_processes:
             argv += ["--api-processes", str(self.api_processes)]

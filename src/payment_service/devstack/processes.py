@@ -35,8 +35,15 @@ def port_open(host: str, port: int, timeout: float = 0.3) -> bool:
         return False
 
 
+ANY_PORTS_ENV = "PAYMENT_DEV_ANY_PORTS"
+"""Set (to anything) to make the launcher take free ports instead of the well-known 9092/8200: two
+stacks started at the same moment (a benchmark beside a test suite) would race for them."""
+
+
 def preferred_port(port: int) -> int:
-    """``port`` when nothing listens on it, else a free one."""
+    """``port`` when nothing listens on it, else a free one (always a free one under ANY_PORTS_ENV)."""
+    if os.environ.get(ANY_PORTS_ENV):
+        return free_port()
     return free_port() if port_open("127.0.0.1", port) else port
 
 
