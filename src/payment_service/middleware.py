@@ -157,10 +157,10 @@ class InFlightLimitMiddleware:
 
     * Provider webhooks have a budget of their own: they finish payments that already exist, so
       a flood of new checkouts must not starve them (the provider only retries for a while).
-    * ``Retry-After`` grows with the overload: about the seconds needed to serve the requests
-      refused in the last second at the rate requests completed in it (at least
-      ``retry_after_seconds``, at most ``max_retry_after_seconds``), with random spread, so that
-      thousands of refused clients do not come back in the same second.
+    * ``Retry-After`` grows with the overload: drawn uniformly between ``retry_after_seconds`` and
+      about the seconds needed to serve the requests refused in the last second at the rate
+      requests completed in it (at most ``max_retry_after_seconds``), so that thousands of refused
+      clients come back spread over that window instead of in the same second.
     """
 
     def __init__(
@@ -188,7 +188,10 @@ class InFlightLimitMiddleware:
         backlog = self.shed.last_second(now) + 1
         rate = max(1, self.completed.last_second(now))
         wait = min(self.max_retry_after, max(self.retry_after, math.ceil(backlog / rate)))
-        return self._random.randint(wait, min(self.max_retry_after, wait + max(1, wait // 2)))
+        # Uniform over the whole window: the refused crowd comes back spread over ``wait`` seconds
+        # at about the rate the process completes requests, not in a wave after ``wait`` seconds
+        # (which leaves the process idle meanwhile).
+        return self._random.randint(self.retry_after, wait)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"].startswith(UNSHED_PREFIXES):

@@ -156,7 +156,9 @@ class TestRetryAfter:
 
         waits = [limiter.retry_after_for(1001.2) for _ in range(500)]
 
-        assert all(w == 30 for w in waits)
+        assert min(waits) >= 1
+        assert max(waits) <= 30
+        assert len(set(waits)) > 20  # spread over the whole window
 
     def test_between_the_bounds_the_waits_vary(self) -> None:
         limiter = self.make()
@@ -167,9 +169,9 @@ class TestRetryAfter:
 
         waits = [limiter.retry_after_for(1001.2) for _ in range(500)]
 
-        assert min(waits) >= 10
-        assert max(waits) <= 15
-        assert len(set(waits)) > 1  # spread, not one second for everybody
+        assert min(waits) >= 1
+        assert max(waits) == 10
+        assert len(set(waits)) > 5  # spread, not one second for everybody
 
 
 class TestSaturatedPool:
