@@ -78,8 +78,17 @@ DATABASE_BUSY_RETRY_AFTER = 2
 
 
 class DatabaseBusy(ServiceUnavailable):
+    """No pooled connection became free in ``db.pool_timeout_seconds``: overload, not a bug. Work a
+    checkpoint committed before (a payment's attempt) is resumed by the retry with the same key."""
+
     code = "database_busy"
     title = "The database is busy"
+
+    def __init__(self) -> None:
+        super().__init__(
+            "No database connection became free in time; retry with the same Idempotency-Key",
+            retry_after=DATABASE_BUSY_RETRY_AFTER,
+        )
 
 
 def problem_body(

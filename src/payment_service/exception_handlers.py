@@ -16,13 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
-from payment_service.errors import (
-    DATABASE_BUSY_RETRY_AFTER,
-    PROBLEM_CONTENT_TYPE,
-    AppError,
-    DatabaseBusy,
-    problem_body,
-)
+from payment_service.errors import PROBLEM_CONTENT_TYPE, AppError, DatabaseBusy, problem_body
 
 log = structlog.get_logger(__name__)
 
@@ -137,19 +131,9 @@ async def _unexpected(request: Request, exc: Exception) -> Response:
 
 
 async def _pool_timeout(request: Request, exc: Exception) -> Response:
-    """Every pooled connection stayed busy for ``db.pool_timeout_seconds``: overload, not a bug —
-    503 with Retry-After (work committed before, e.g. a payment's attempt, is resumed by the retry)."""
+    """``sqlalchemy.exc.TimeoutError`` (pool exhausted) is rendered as :class:`DatabaseBusy`."""
     log.warning("database_pool_timeout", path=request.url.path)
-    busy = DatabaseBusy("No database connection became free in time; retry with the same Idempotency-Key")
-    return problem_response(
-        code=busy.code,
-        status=busy.status,
-        title=busy.title,
-        detail=busy.detail,
-        instance=request.url.path,
-        request_id=_request_id(request),
-        headers={"Retry-After": str(DATABASE_BUSY_RETRY_AFTER)},
-    )
+    return await _app_error(request, DatabaseBusy())
 
 
 def install_handlers(app: FastAPI) -> None:

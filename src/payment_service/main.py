@@ -14,6 +14,7 @@ from payment_service.config import Settings, get_settings
 from payment_service.exception_handlers import install_handlers
 from payment_service.logging import configure_logging
 from payment_service.middleware import (
+    WEBHOOK_PREFIX,
     BodyLimitMiddleware,
     InFlightLimitMiddleware,
     RequestContextMiddleware,
@@ -80,7 +81,7 @@ def create_app(settings: Settings | None = None, resources: Resources | None = N
         sessionmaker=lambda: app.state.resources.sessionmaker,
         settings=settings,
         clock=lambda: app.state.resources.clock,
-        exempt_prefixes=("/v1/webhooks/",),
+        exempt_prefixes=(WEBHOOK_PREFIX,),
     )
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.http.max_body_bytes)
     app.add_middleware(

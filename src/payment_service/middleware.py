@@ -28,7 +28,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from payment_service import metrics
 from payment_service.auth import bearer_token, decode_token
 from payment_service.config import Settings
-from payment_service.errors import DATABASE_BUSY_RETRY_AFTER, AppError, DatabaseBusy, problem_body
+from payment_service.errors import AppError, DatabaseBusy, problem_body
 from payment_service.kit import idempotency
 from payment_service.kit.clock import Clock
 from payment_service.logging import correlation_id_var, request_id_var
@@ -124,6 +124,7 @@ class RequestContextMiddleware:
 
 
 WEBHOOK_PREFIX = "/v1/webhooks/"
+"""Provider webhooks: their own in-flight budget here, and no unit of work (see ``main.py``)."""
 
 
 class _Window:
@@ -367,8 +368,7 @@ class UnitOfWorkMiddleware:
                 return
             except sqlalchemy.exc.TimeoutError:  # no pooled connection became free: overload
                 log.warning("database_pool_timeout", path=scope.get("path"))
-                busy = DatabaseBusy("No database connection became free in time; nothing was changed, retry")
-                await _send_problem(send, scope, busy, headers={"Retry-After": str(DATABASE_BUSY_RETRY_AFTER)})
+                await _send_problem(send, scope, DatabaseBusy())
                 return
             if isinstance(claimed, idempotency.StoredResponse):
                 await session.rollback()
