@@ -10,9 +10,9 @@ Path of one alert (and why none is lost or shown twice):
    the status sync, the Kafka consumer) the process's one flusher task
    (:meth:`AlertPublisher.schedule`) PUBLISHes every frame committed meanwhile on
    ``donations:<db>:alerts:<streamer>`` (:func:`channel`) in one pipeline, then marks that batch
-   published in one statement (at most every ``mark_interval_seconds``). Nothing is published for a transaction that rolled back. If the
-   PUBLISH fails or the process dies first, the alert stays unmarked and
-   :func:`payment_service.donation.tasks.publish_pending_alerts` (worker, every second)
+   published in one statement (at most every ``mark_interval_seconds``). Nothing is published
+   for a transaction that rolled back. If the PUBLISH fails or the process dies first, the alert
+   stays unmarked and :func:`payment_service.donation.tasks.publish_pending_alerts` (worker, every second)
    publishes it after ``alert_publish_grace_seconds``; if only the mark fails, that job
    publishes it a second time and the listeners drop the duplicate (step 4).
 3. Each API process has one :class:`AlertHub` (one Redis connection) subscribed to the channels
@@ -87,6 +87,10 @@ class CommittedAlert:
     streamer_id: str
     frame: str
 
+    @classmethod
+    def of(cls, donation: Donation) -> CommittedAlert:
+        return cls(donation.id, donation.streamer_id, frame(donation).model_dump_json())
+
 
 @dataclass
 class AlertPublisher:
@@ -109,7 +113,7 @@ class AlertPublisher:
 
     async def publish(self, donations: Sequence[Donation]) -> None:
         """PUBLISH each alert on its streamer's channel (one round trip). Raises RedisError."""
-        await self.publish_frames([CommittedAlert(d.id, d.streamer_id, frame(d).model_dump_json()) for d in donations])
+        await self.publish_frames([CommittedAlert.of(d) for d in donations])
 
     async def publish_frames(self, alerts: Sequence[CommittedAlert]) -> None:
         """PUBLISH prepared frames (one round trip). Raises RedisError."""
@@ -187,7 +191,7 @@ def publish_after_commit(session: AsyncSession, donation: Donation) -> None:
     worker job publishes it a little later.
     """
     sync = session.sync_session
-    alert = CommittedAlert(donation.id, donation.streamer_id, frame(donation).model_dump_json())
+    alert = CommittedAlert.of(donation)
     sync.info.setdefault(_PENDING_KEY, []).append(alert)
     if not sync.info.get(_HOOKED_KEY):
         event.listen(sync, "after_commit", _after_commit)
