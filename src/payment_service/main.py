@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from payment_service import __version__
 from payment_service.api import ROUTERS
 from payment_service.config import Settings, get_settings
+from payment_service.donation import endpoints as donation_endpoints
 from payment_service.exception_handlers import install_handlers
 from payment_service.logging import configure_logging
 from payment_service.middleware import (
@@ -82,6 +83,12 @@ def create_app(settings: Settings | None = None, resources: Resources | None = N
         settings=settings,
         clock=lambda: app.state.resources.clock,
         exempt_prefixes=(WEBHOOK_PREFIX,),
+        engine=lambda: app.state.resources.engine,
+        fast_paths={
+            ("POST", "/v1/donations"): lambda request: donation_endpoints.create_donation_at_once(
+                request, app.state.resources
+            ),
+        },
     )
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.http.max_body_bytes)
     app.add_middleware(

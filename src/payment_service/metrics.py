@@ -16,6 +16,11 @@ HTTP_LATENCY = Histogram(
 HTTP_IN_FLIGHT = Gauge("http_requests_in_flight", "Requests being served now")
 HTTP_SHED = Counter("http_requests_shed_total", "Requests refused with 503 because of overload")
 IDEMPOTENT_REPLAYS = Counter("idempotency_replays_total", "Responses replayed from a stored Idempotency-Key")
+FAST_PATH_REQUESTS = Counter(
+    "http_fast_path_requests_total",
+    "Mutating requests tried on a one-statement fast path: done there, or handed to the general path",
+    ["path", "outcome"],
+)
 
 OUTBOX_PUBLISHED = Counter("outbox_published_total", "Outbox events acknowledged by the broker", ["topic"])
 OUTBOX_PUBLISH_ERRORS = Counter("outbox_publish_errors_total", "Failed outbox publish batches")

@@ -7,7 +7,8 @@
 3. :class:`BodyLimitMiddleware` — 413 for bodies over the limit, declared or streamed.
 4. :class:`UnitOfWorkMiddleware` — the one transaction of a mutating ``/v1`` request, with its
    Idempotency-Key claim: replay, conflict, or run the endpoint and store its response in the
-   same transaction, then commit before the first byte is sent.
+   same transaction, then commit before the first byte is sent. A route may register a
+   one-statement fast path (:data:`FastPath`) tried first for a request under a new key.
 """
 
 from __future__ import annotations
@@ -16,21 +17,23 @@ import math
 import random
 import time
 import uuid
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
 import sqlalchemy.exc
 import structlog
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from payment_service import metrics
-from payment_service.auth import bearer_token, decode_token
+from payment_service.auth import Principal, bearer_token, decode_token
 from payment_service.config import Settings
 from payment_service.errors import AppError, DatabaseBusy, problem_body
 from payment_service.kit import idempotency
 from payment_service.kit.clock import Clock
+from payment_service.ledger.repository import DriverConnection
 from payment_service.logging import correlation_id_var, request_id_var
 
 log = structlog.get_logger(__name__)
@@ -293,6 +296,24 @@ async def _read_body(receive: Receive) -> bytes:
             return b"".join(chunks)
 
 
+@dataclass(frozen=True, slots=True)
+class FastRequest:
+    """What a fast path gets: the keyed request, its caller, its body and a pooled connection that
+    is in no transaction (one statement on it commits by itself)."""
+
+    keyed: idempotency.KeyedRequest
+    principal: Principal
+    body: bytes
+    conn: DriverConnection
+
+
+FastPath = Callable[[FastRequest], Awaitable[idempotency.StoredResponse | None]]
+"""Does the whole request in ONE statement that also claims the key and stores the response
+(then returns that response), or returns None having written nothing; the general path (claim,
+endpoint, complete, commit) then runs as if the fast path did not exist. Only for requests whose
+every outcome other than plain success the general path decides."""
+
+
 class UnitOfWorkMiddleware:
     """One transaction per mutating ``/v1`` request, holding the Idempotency-Key claim.
 
@@ -312,9 +333,13 @@ class UnitOfWorkMiddleware:
         settings: Settings,
         clock: Callable[[], Clock],
         exempt_prefixes: tuple[str, ...] = (),
+        engine: Callable[[], AsyncEngine] | None = None,
+        fast_paths: Mapping[tuple[str, str], FastPath] | None = None,
     ) -> None:
         self.app = app
         self.sessionmaker = sessionmaker
+        self.engine = engine
+        self.fast_paths = dict(fast_paths or {})
         self.settings = settings
         self.clock = clock
         self.exempt = exempt_prefixes
@@ -346,6 +371,30 @@ class UnitOfWorkMiddleware:
         except ConnectionAbortedError:
             return
 
+        fingerprint = idempotency.fingerprint(
+            scope["method"], scope["path"], scope.get("query_string", b"").decode("latin-1"), body
+        )
+        fast = self.fast_paths.get((scope["method"], scope["path"]))
+        if fast is not None and self.engine is not None:
+            keyed = idempotency.KeyedRequest(principal.key, key, scope["method"], scope["path"], fingerprint)
+            try:
+                async with self.engine().connect() as conn:
+                    driver = (await conn.get_raw_connection()).driver_connection
+                    assert driver is not None
+                    done = await fast(FastRequest(keyed, principal, body, driver))
+            except AppError as exc:
+                await _send_problem(send, scope, exc)
+                return
+            except sqlalchemy.exc.TimeoutError:  # no pooled connection became free: overload
+                log.warning("database_pool_timeout", path=scope.get("path"))
+                await _send_problem(send, scope, DatabaseBusy())
+                return
+            if done is not None:
+                metrics.FAST_PATH_REQUESTS.labels(path=scope["path"], outcome="done").inc()
+                await self._send_stored(send, done, replayed=False)
+                return
+            metrics.FAST_PATH_REQUESTS.labels(path=scope["path"], outcome="general_path").inc()
+
         state: MutableMapping[str, Any] = scope.setdefault("state", {})
         clock = self.clock()
         async with self.sessionmaker()() as session:
@@ -356,9 +405,7 @@ class UnitOfWorkMiddleware:
                     key=key,
                     method=scope["method"],
                     path=scope["path"],
-                    request_fingerprint=idempotency.fingerprint(
-                        scope["method"], scope["path"], scope.get("query_string", b"").decode("latin-1"), body
-                    ),
+                    request_fingerprint=fingerprint,
                     now=clock.now(),
                     lock_timeout=self.lock_timeout,
                 )

@@ -6,17 +6,22 @@ import uuid
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Response
+from pydantic import ValidationError
 
 from payment_service.auth import Principal as PrincipalT
 from payment_service.deps import Clock, IdempotencyClaim, Principal, Providers, Resources, Session, require_scope
+from payment_service.donation import alerts
 from payment_service.donation import service as donation_service
 from payment_service.donation import tasks as donation_tasks
 from payment_service.donation.schemas import DonationCreate, DonationOut, DonationPaymentOut, OverlayTokenOut
+from payment_service.kit.idempotency import StoredResponse
 from payment_service.kit.money import Money, MoneyValue
+from payment_service.middleware import FastRequest
 from payment_service.models.donation import Donation, DonationSource, DonationStatus
 from payment_service.models.payment import Payment
 from payment_service.payment.schemas import CustomerActionOut
 from payment_service.payment.states import PaymentStatus
+from payment_service.resources import Resources as ResourcesT
 
 router = APIRouter(prefix="/v1/donations", tags=["donations"])
 
@@ -84,6 +89,40 @@ async def create_donation(
         settings=resources.settings.donations,
     )
     return render(donation, payment)
+
+
+CREATED_HEADERS = {"content-type": "application/json"}
+
+
+def _body(donation: Donation) -> bytes:
+    return render(donation).model_dump_json().encode()
+
+
+async def create_donation_at_once(request: FastRequest, resources: ResourcesT) -> StoredResponse | None:
+    """``POST /v1/donations`` for a wallet donation under a new key, as one statement (the
+    unit-of-work middleware tries it first; None → the route above runs as usual)."""
+    if not request.principal.has("donations:write"):
+        return None
+    try:
+        data = DonationCreate.model_validate_json(request.body)
+    except ValidationError:
+        return None
+    publisher = donation_tasks.bind_publisher(resources)
+    done = await donation_service.create_from_wallet_at_once(
+        request.conn,
+        principal=request.principal,
+        data=data,
+        request=request.keyed,
+        clock=resources.clock,
+        settings=resources.settings.donations,
+        render=_body,
+        response_status=201,
+        response_headers=CREATED_HEADERS,
+    )
+    if done is None:
+        return None
+    publisher.schedule([alerts.CommittedAlert.of(done.donation)])
+    return StoredResponse(status=201, headers=CREATED_HEADERS, body=done.body)
 
 
 @router.post(

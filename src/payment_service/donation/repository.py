@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
+import orjson
 from sqlalchemy import func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from payment_service.kit.idempotency import KeyedRequest
+from payment_service.ledger.repository import DriverConnection
+from payment_service.ledger.service import PreparedTransfer
 from payment_service.models.donation import Donation, DonationStreamer
+from payment_service.outbox.service import OutboxRow
 
 
 async def add(session: AsyncSession, donation: Donation) -> None:
@@ -40,6 +47,87 @@ async def by_request_key(session: AsyncSession, request_key: uuid.UUID) -> Donat
 
 async def by_external_ref(session: AsyncSession, external_ref: str) -> Donation | None:
     return (await session.execute(select(Donation).where(Donation.external_ref == external_ref))).scalar_one_or_none()
+
+
+# ---- a wallet donation in one statement ---------------------------------------------------------
+
+_CREATE_FROM_WALLET = (
+    "SELECT status, seq, body, detail::text AS detail FROM donation_create_from_wallet("
+    "$1::text, $2::text, $3::uuid, $4::text, $5::text, $6::text, $7::timestamptz, $8::smallint, $9::jsonb, "
+    "$10::bytea, $11::bytea, $12::jsonb, "
+    "$13::uuid, $14::text, $15::text, $16::text, $17::text, $18::jsonb, $19::uuid[], $20::bigint[], $21::text[], "
+    "$22::uuid, $23::text, $24::text, $25::text, $26::integer, $27::text, $28::jsonb, $29::text)"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class WalletOutcome:
+    """What ``donation_create_from_wallet`` returned: ``created`` with the alert position and the
+    stored response body, or why nothing was written (``key_busy``, ``key_exists``, a ledger
+    status such as ``insufficient_funds`` or ``unknown_accounts``, with its ``detail``)."""
+
+    status: str
+    seq: int | None
+    body: bytes | None
+    detail: Mapping[str, Any]
+
+
+def _row_json(donation: Donation) -> str:
+    """Every column of the donation row as JSON (``jsonb_populate_record`` reads it back)."""
+    return orjson.dumps({c.name: getattr(donation, c.key) for c in Donation.__mapper__.columns}).decode()
+
+
+async def create_from_wallet(
+    conn: DriverConnection,
+    *,
+    request: KeyedRequest,
+    key_id: uuid.UUID,
+    now: datetime,
+    response_status: int,
+    response_headers: Mapping[str, str],
+    body_head: bytes,
+    body_tail: bytes,
+    donation: Donation,
+    transfer: PreparedTransfer,
+    event: OutboxRow,
+) -> WalletOutcome:
+    """Claim the key, post the split, append the alert, record the event and the response: one
+    statement on a connection outside any transaction (it is its own transaction)."""
+    t = transfer.params
+    row = await conn.fetchrow(
+        _CREATE_FROM_WALLET,
+        request.principal,
+        request.key,
+        key_id,
+        request.method,
+        request.path[:512],
+        request.fingerprint,
+        now,
+        response_status,
+        orjson.dumps(dict(response_headers)).decode(),
+        body_head,
+        body_tail,
+        _row_json(donation),
+        t["id"],
+        t["key"],
+        t["fingerprint"],
+        t["reference"],
+        t["reason"],
+        orjson.dumps(t["metadata"]).decode() if t["metadata"] is not None else None,
+        t["accounts"],
+        t["amounts"],
+        t["phases"],
+        event.id,
+        event.topic,
+        event.key,
+        event.type,
+        event.version,
+        event.source,
+        event.payload_json,
+        event.correlation_id,
+    )
+    detail = orjson.loads(row["detail"]) if row["detail"] else {}
+    return WalletOutcome(row["status"], row["seq"], row["body"], detail if isinstance(detail, dict) else {})
 
 
 # ---- the alert log ------------------------------------------------------------------------------

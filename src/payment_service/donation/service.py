@@ -21,10 +21,12 @@ from __future__ import annotations
 import hashlib
 import secrets
 import uuid
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
+import asyncpg
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -39,6 +41,7 @@ from payment_service.kit.money import InvalidAmount, Money, MoneyValue, UnknownC
 from payment_service.ledger import accounts
 from payment_service.ledger import service as ledger_service
 from payment_service.ledger.accounts import AccountSpec
+from payment_service.ledger.repository import DriverConnection
 from payment_service.ledger.schemas import Posting, Transfer
 from payment_service.models.donation import Donation, DonationSource, DonationStatus
 from payment_service.models.payment import Payment, PaymentPurpose
@@ -322,6 +325,108 @@ async def create(
     return donation, payment
 
 
+ALERT_ID_PLACEHOLDER = b'"alert_id":null'
+"""How a rendered donation without an alert position says so (JSON escapes every quote inside a
+string, so this byte sequence can only be the key itself)."""
+
+
+@dataclass(frozen=True, slots=True)
+class CreatedAtOnce:
+    """A wallet donation done by :func:`create_from_wallet_at_once` (committed)."""
+
+    donation: Donation
+    body: bytes
+    """The response body as stored with the Idempotency-Key (send exactly this)."""
+
+
+async def create_from_wallet_at_once(
+    conn: DriverConnection,
+    *,
+    principal: Principal,
+    data: DonationCreate,
+    request: idempotency.KeyedRequest,
+    clock: Clock,
+    settings: DonationSettings,
+    render: Callable[[Donation], bytes],
+    response_status: int,
+    response_headers: Mapping[str, str],
+) -> CreatedAtOnce | None:
+    """The fast path of a wallet donation under a new Idempotency-Key: claim, split, alert position,
+    event and stored response in ONE statement (``donation_create_from_wallet``), committed.
+
+    Returns None, with nothing written, whenever the general path must decide: not a wallet
+    donation, invalid input (the general path renders the error), a known or busy key (replay,
+    409, resume), a ledger refusal (short funds → 402; accounts created on first use), a deadlock
+    or a concurrent twin. The caller then runs :func:`create` in a unit of work as usual, so every
+    outcome other than success is exactly the general path's. ``render`` turns the processed
+    donation (without its alert position) into the response body.
+    """
+    if data.method != WALLET:
+        return None
+    try:
+        donor_id = _donor(principal, data.donor_id)
+        _check_streamer(data.streamer_id, donor_id)
+        money = _amount(data.amount, settings)
+    except AppError:
+        return None
+    now = clock.now()
+    key_id = uuid.uuid4()
+    donation = _new_donation(
+        settings=settings,
+        streamer_id=data.streamer_id,
+        donor_id=donor_id,
+        created_by=principal.key,
+        source=DonationSource.wallet,
+        method=WALLET,
+        money=money,
+        message=data.message,
+        display_name=data.display_name,
+        now=now,
+        request_key=key_id,
+    )
+    transfer = ledger_service.prepare(
+        postings=split_postings(donation, accounts.user_wallet(donor_id, money.currency)),
+        idempotency_key=f"{_reference(donation)}:split",
+        reference=_reference(donation),
+        reason=LEDGER_REASON,
+        now=now,
+        metadata={"streamer_id": donation.streamer_id, "donor_id": donation.donor_id},
+    )
+    donation.status = DonationStatus.processed
+    donation.ledger_transfer_id = transfer.id
+    donation.processed_at = now
+    head, placeholder, tail = render(donation).partition(ALERT_ID_PLACEHOLDER)
+    if not placeholder or ALERT_ID_PLACEHOLDER in tail:
+        return None
+    try:
+        outcome = await repository.create_from_wallet(
+            conn,
+            request=request,
+            key_id=key_id,
+            now=now,
+            response_status=response_status,
+            response_headers=response_headers,
+            body_head=head + b'"alert_id":',
+            body_tail=tail,
+            donation=donation,
+            transfer=transfer,
+            event=outbox_service.row_of(_processed_event(donation, now=now), key=donation.streamer_id),
+        )
+    except asyncpg.PostgresError as exc:
+        if exc.sqlstate in _FALL_BACK_SQLSTATES:
+            return None
+        raise
+    if outcome.status != "created" or outcome.seq is None or outcome.body is None:
+        return None
+    donation.alert_seq = outcome.seq
+    return CreatedAtOnce(donation, outcome.body)
+
+
+_FALL_BACK_SQLSTATES = ledger_service.RETRYABLE_SQLSTATES | {"23505"}
+"""Deadlock, serialization failure, unique violation (a concurrent twin under the same key):
+the statement wrote nothing and the general path sorts it out."""
+
+
 def _payment_request(donation: Donation, data: DonationCreate, principal: Principal) -> PaymentCreate:
     assert data.return_url is not None
     assert data.method != WALLET
@@ -389,27 +494,31 @@ async def _process(
     donation.updated_at = now
     await session.flush()
     await outbox_service.emit(
-        session,
-        events.DonationProcessed(
-            donation_id=donation.id,
-            streamer_id=donation.streamer_id,
-            donor_id=donation.donor_id,
-            source=str(donation.source),
-            method=donation.method,
-            payment_id=donation.payment_id,
-            request_id=request_id,
-            amount_minor=donation.amount_minor,
-            streamer_amount_minor=donation.streamer_minor,
-            fee_minor=donation.fee_minor,
-            currency=donation.currency,
-            alert_seq=donation.alert_seq,
-            display_name=donation.display_name,
-            message=donation.message,
-            occurred_at=now,
-        ),
-        key=donation.streamer_id,
+        session, _processed_event(donation, now=now, request_id=request_id), key=donation.streamer_id
     )
     alerts.publish_after_commit(session, donation)
+
+
+def _processed_event(donation: Donation, *, now: datetime, request_id: str | None = None) -> events.DonationProcessed:
+    """``donation.processed`` of a donation (its ``alert_seq`` 0 if not known yet: the one-statement
+    path lets the database put the position in)."""
+    return events.DonationProcessed(
+        donation_id=donation.id,
+        streamer_id=donation.streamer_id,
+        donor_id=donation.donor_id,
+        source=str(donation.source),
+        method=donation.method,
+        payment_id=donation.payment_id,
+        request_id=request_id,
+        amount_minor=donation.amount_minor,
+        streamer_amount_minor=donation.streamer_minor,
+        fee_minor=donation.fee_minor,
+        currency=donation.currency,
+        alert_seq=donation.alert_seq or 0,
+        display_name=donation.display_name,
+        message=donation.message,
+        occurred_at=now,
+    )
 
 
 async def _fail(

@@ -64,6 +64,18 @@ class Claim:
 
 
 @dataclass(frozen=True, slots=True)
+class KeyedRequest:
+    """A mutating request under an Idempotency-Key, before any claim: what a one-statement fast
+    path (which claims, works and stores the response in a single SQL function) needs."""
+
+    principal: str
+    key: str
+    method: str
+    path: str
+    fingerprint: str
+
+
+@dataclass(frozen=True, slots=True)
 class StoredResponse:
     status: int
     headers: dict[str, str]

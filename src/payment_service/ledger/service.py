@@ -26,6 +26,7 @@ import random
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -366,19 +367,54 @@ async def hold(
     )
 
 
-async def _create(
-    session: Executor,
+@dataclass(frozen=True, slots=True)
+class PreparedTransfer:
+    """A checked single-phase transfer or hold, ready for ``ledger_post`` (see :func:`prepare`).
+
+    ``params`` are the function's arguments by name (as :func:`repository.call_post` takes them).
+    Composite statements of other modules (one round trip for a whole business operation) pass
+    them to ``ledger_post`` inside their own SQL function and call :meth:`created` when it
+    returned ``created``; everything else posts with :func:`transfer` / :func:`hold`.
+    """
+
+    kind: TransferKind
+    params: dict[str, Any]
+    legs: tuple[Leg, ...]
+    accounts: tuple[AccountSpec, ...]
+    """The accounts of the legs (to create them on first use: ``unknown_accounts``)."""
+
+    @property
+    def id(self) -> uuid.UUID:
+        return self.params["id"]  # type: ignore[no-any-return]
+
+    def created(self) -> Transfer:
+        """The transfer as ``ledger_post`` created it (no read-back needed)."""
+        p = self.params
+        return Transfer(
+            id=p["id"],
+            kind=self.kind,
+            idempotency_key=p["key"],
+            reference=p["reference"],
+            reason=p["reason"],
+            effective_at=p["effective_at"],
+            legs=self.legs,
+            metadata=p["metadata"],
+        )
+
+
+def prepare(
     *,
-    kind: TransferKind,
+    kind: TransferKind = TransferKind.transfer,
     postings: Sequence[Posting],
     idempotency_key: str,
     reference: str,
     reason: str,
     now: datetime,
-    metadata: dict[str, Any] | None,
-    ceilings: Mapping[AccountSpec, Money] | None,
-    expires_at: datetime | None,
-) -> Transfer:
+    metadata: dict[str, Any] | None = None,
+    ceilings: Mapping[AccountSpec, Money] | None = None,
+    expires_at: datetime | None = None,
+) -> PreparedTransfer:
+    """Check and net a transfer (or hold) without touching the database. Raises ValueError."""
     _check_text("idempotency_key", idempotency_key, 255)
     _check_text("reference", reference, 200)
     _check_text("reason", reason, 64)
@@ -396,10 +432,9 @@ async def _create(
         reference=reference,
         reason=reason,
     )
-    transfer_id = new_id()
     phase = EntryPhase.pending if kind is TransferKind.hold else EntryPhase.posted
     params: dict[str, Any] = {
-        "id": transfer_id,
+        "id": new_id(),
         "key": idempotency_key,
         "fingerprint": fingerprint,
         "kind": str(kind),
@@ -414,25 +449,41 @@ async def _create(
         "ceiling_accounts": ceiling_ids,
         "ceilings": ceiling_values,
     }
-    row = await _call(repository.call_post(session, **params))
+    return PreparedTransfer(
+        kind, params, tuple(Leg(s.id, s.code, s.money(a), phase) for s, a in legs), tuple(s for s, _ in legs)
+    )
+
+
+async def _create(
+    session: Executor,
+    *,
+    kind: TransferKind,
+    postings: Sequence[Posting],
+    idempotency_key: str,
+    reference: str,
+    reason: str,
+    now: datetime,
+    metadata: dict[str, Any] | None,
+    ceilings: Mapping[AccountSpec, Money] | None,
+    expires_at: datetime | None,
+) -> Transfer:
+    prepared = prepare(
+        kind=kind,
+        postings=postings,
+        idempotency_key=idempotency_key,
+        reference=reference,
+        reason=reason,
+        now=now,
+        metadata=metadata,
+        ceilings=ceilings,
+        expires_at=expires_at,
+    )
+    row = await _call(repository.call_post(session, **prepared.params))
     if row.status == "unknown_accounts":
         # First use of an account: create what is missing, then post (rare: one extra round trip).
-        await ensure_accounts(session, [s for s, _ in legs])
-        row = await _call(repository.call_post(session, **params))
-
-    def created() -> Transfer:
-        return Transfer(
-            id=transfer_id,
-            kind=kind,
-            idempotency_key=idempotency_key,
-            reference=reference,
-            reason=reason,
-            effective_at=now,
-            legs=tuple(Leg(s.id, s.code, s.money(a), phase) for s, a in legs),
-            metadata=metadata,
-        )
-
-    return await _outcome(session, row, key=idempotency_key, created=created)
+        await ensure_accounts(session, prepared.accounts)
+        row = await _call(repository.call_post(session, **prepared.params))
+    return await _outcome(session, row, key=idempotency_key, created=prepared.created)
 
 
 async def post_hold(

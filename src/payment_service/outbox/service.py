@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -36,6 +37,35 @@ def _key(key: str | uuid.UUID | int) -> str:
     return value
 
 
+@dataclass(frozen=True, slots=True)
+class OutboxRow:
+    """An event as its outbox row (what :func:`emit` inserts). Composite SQL functions of other
+    modules that do a whole operation in one statement insert it themselves."""
+
+    id: uuid.UUID
+    topic: str
+    key: str
+    type: str
+    version: int
+    source: str
+    payload_json: str
+    correlation_id: str | None
+
+
+def row_of(event: Event, *, key: str | uuid.UUID | int, correlation_id: str | None = None) -> OutboxRow:
+    """The outbox row of ``event`` (see :func:`emit` for ``key`` and ``correlation_id``)."""
+    return OutboxRow(
+        id=uuid.uuid4(),
+        topic=event.topic,
+        key=_key(key),
+        type=event.type,
+        version=event.version,
+        source=SOURCE,
+        payload_json=event.model_dump_json(),
+        correlation_id=correlation_id if correlation_id is not None else correlation_id_var.get(),
+    )
+
+
 async def emit(
     session: AsyncSession,
     event: Event,
@@ -49,20 +79,20 @@ async def emit(
     in the order they were emitted. ``correlation_id`` defaults to the one of the current request
     or job (``logging.correlation_id_var``). Runs in the caller's transaction; the caller commits.
     """
-    event_id = uuid.uuid4()
+    row = row_of(event, key=key, correlation_id=correlation_id)
     await repository.insert(
         session,
-        id=event_id,
-        topic=event.topic,
-        key=_key(key),
-        type=event.type,
-        version=event.version,
-        source=SOURCE,
-        payload_json=event.model_dump_json(),
+        id=row.id,
+        topic=row.topic,
+        key=row.key,
+        type=row.type,
+        version=row.version,
+        source=row.source,
+        payload_json=row.payload_json,
         headers=None,
-        correlation_id=correlation_id if correlation_id is not None else correlation_id_var.get(),
+        correlation_id=row.correlation_id,
     )
-    return event_id
+    return row.id
 
 
 async def forward(

@@ -1,0 +1,243 @@
+"""The one-statement wallet donation (``donation_create_from_wallet``) against the real Postgres.
+
+The unit-of-work middleware tries it first for ``POST /v1/donations``; whatever it does not do
+plainly (first use of an account, short funds, a known or busy key, a twin) the general path
+does. These tests prove that the fast path is really taken, writes the same rows as the general
+path, is atomic, and that concurrency on one key or one wallet neither loses nor doubles money.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import UTC, datetime
+
+import asyncpg
+import pytest
+from prometheus_client import REGISTRY
+
+from payment_service.auth import Principal, PrincipalKind
+from payment_service.db import asyncpg_dsn
+from payment_service.donation import repository
+from payment_service.donation import service as donation_service
+from payment_service.donation.endpoints import CREATED_HEADERS
+from payment_service.kit.idempotency import KeyedRequest
+from payment_service.ledger import accounts
+from payment_service.ledger import service as ledger_service
+from payment_service.models.donation import Donation
+from payment_service.outbox import service as outbox_service
+from tests.donation.conftest import DonationsEnv, fund_wallet
+from tests.donation.test_endpoints import outbox
+
+STREAMER = "streamer-1"
+VIEWER = "viewer-1"
+
+
+def fast_path_count(outcome: str) -> float:
+    return (
+        REGISTRY.get_sample_value("http_fast_path_requests_total", {"path": "/v1/donations", "outcome": outcome}) or 0.0
+    )
+
+
+async def warm_up(donations: DonationsEnv, *, funds: int = 1000_00) -> None:
+    """Fund the wallet and make one donation through the general path: it creates the streamer's
+    and the fee accounts (the fast path hands first use of an account to the general path)."""
+    await fund_wallet(donations.resources, VIEWER, funds)
+    first = await donations.donate(method="wallet", amount="10.00")
+    assert first.status_code == 201, first.text
+
+
+class TestTaken:
+    async def test_first_use_of_the_accounts_goes_the_general_way_then_the_fast_path_does_it(
+        self, donations: DonationsEnv
+    ) -> None:
+        await fund_wallet(donations.resources, VIEWER, 1000_00)
+        done, general = fast_path_count("done"), fast_path_count("general_path")
+
+        first = await donations.donate(method="wallet", amount="10.00")
+        assert (fast_path_count("done"), fast_path_count("general_path")) == (done, general + 1)
+        second = await donations.donate(method="wallet", amount="123.45", key="fast-1")
+        assert (fast_path_count("done"), fast_path_count("general_path")) == (done + 1, general + 1)
+
+        assert first.status_code == second.status_code == 201, second.text
+        a, b = first.json(), second.json()
+        assert list(a) == list(b)  # same fields in the same order as the general path's response
+        assert b["status"] == "processed"
+        assert b["source"] == "wallet"
+        assert b["payment"] is None
+        assert (a["alert_id"], b["alert_id"]) == (1, 2)
+        assert b["amount"] == {"value": "123.45", "currency": "RUB"}
+        assert b["fee"] == {"value": "6.17", "currency": "RUB"}
+        assert b["streamer_amount"] == {"value": "117.28", "currency": "RUB"}
+        assert b["display_name"] == "Зритель"
+        assert b["message"] == "Привет со стрима!"
+        assert second.headers["content-type"] == "application/json"
+
+    async def test_it_writes_what_the_general_path_writes(self, donations: DonationsEnv) -> None:
+        await warm_up(donations)
+        done = fast_path_count("done")
+
+        r = await donations.donate(method="wallet", amount="100.00", key="fast-rows")
+
+        assert fast_path_count("done") == done + 1
+        body = r.json()
+        row = (
+            await donations.rows(
+                "SELECT status, source, alert_seq, ledger_transfer_id, request_key, processed_at, amount_minor, "
+                "fee_minor, streamer_minor, moderation_flags, clawed_back_minor FROM donations WHERE id = :id",
+                id=uuid.UUID(body["id"]),
+            )
+        )[0]
+        assert (row.status, row.source, row.alert_seq) == ("processed", "wallet", body["alert_id"])
+        assert (row.amount_minor, row.fee_minor, row.streamer_minor) == (100_00, 5_00, 95_00)
+        assert row.processed_at is not None
+        assert row.clawed_back_minor == 0
+        assert row.moderation_flags == []
+        transfer_id = await donations.scalar(
+            "SELECT id FROM ledger_transfers WHERE idempotency_key = :k", k=f"donation:{body['id']}:split"
+        )
+        assert transfer_id is not None
+        assert transfer_id == row.ledger_transfer_id
+        key = (
+            await donations.rows(
+                "SELECT id, response_status, response_headers, response_body, locked_at, recovery_point "
+                "FROM idempotency_keys WHERE key = 'fast-rows'"
+            )
+        )[0]
+        assert key.id == row.request_key
+        assert (key.response_status, key.locked_at, key.recovery_point) == (201, None, "finished")
+        assert bytes(key.response_body) == r.content
+        assert key.response_headers == CREATED_HEADERS
+        event = (await outbox(donations, "donation.processed"))[-1]
+        assert event["donation_id"] == body["id"]
+        assert event["alert_seq"] == body["alert_id"] == 2
+        assert (event["amount_minor"], event["fee_minor"], event["streamer_amount_minor"]) == (100_00, 5_00, 95_00)
+        assert await donations.balance(f"user:{VIEWER}:wallet") == 1000_00 - 10_00 - 100_00
+        assert await donations.balance(f"streamer:{STREAMER}:balance") == 5_00 + 95_00
+        assert await donations.balance("platform:fees") == 5_00 + 5_00
+
+    async def test_a_replay_returns_the_stored_bytes_and_moves_nothing(self, donations: DonationsEnv) -> None:
+        await warm_up(donations)
+
+        first = await donations.donate(method="wallet", amount="50.00", key="fast-replay")
+        again = await donations.donate(method="wallet", amount="50.00", key="fast-replay")
+        other = await donations.donate(method="wallet", amount="51.00", key="fast-replay")
+
+        assert again.status_code == 201
+        assert again.content == first.content
+        assert again.headers["idempotent-replayed"] == "true"
+        assert other.status_code == 422
+        assert other.json()["code"] == "idempotency_key_reused"
+        assert await donations.scalar("SELECT count(*) FROM donations") == 2
+        assert await donations.balance(f"user:{VIEWER}:wallet") == 1000_00 - 10_00 - 50_00
+
+    async def test_a_short_wallet_is_402_from_the_general_path_and_records_nothing(
+        self, donations: DonationsEnv
+    ) -> None:
+        await warm_up(donations, funds=20_00)
+        general = fast_path_count("general_path")
+
+        r = await donations.donate(method="wallet", amount="10.01", key="fast-short")
+
+        assert r.status_code == 402
+        assert r.json()["code"] == "insufficient_funds"
+        assert r.json()["shortfall"] == {"value": "0.01", "currency": "RUB"}
+        assert fast_path_count("general_path") == general + 1
+        assert await donations.scalar("SELECT count(*) FROM donations") == 1
+        assert await donations.scalar("SELECT count(*) FROM idempotency_keys WHERE key = 'fast-short'") == 0
+        assert await donations.scalar("SELECT last_alert_seq FROM donation_streamers") == 1
+        assert await donations.balance(f"user:{VIEWER}:wallet") == 10_00
+
+    async def test_card_donations_and_invalid_bodies_are_left_to_the_general_path(
+        self, donations: DonationsEnv
+    ) -> None:
+        await warm_up(donations)
+        done = fast_path_count("done")
+
+        invalid = await donations.donate(method="wallet", amount="0.50")
+        self_donation = await donations.donate(method="wallet", streamer_id=VIEWER)
+
+        assert invalid.status_code == 422
+        assert invalid.json()["code"] == "invalid_amount"
+        assert self_donation.status_code == 422
+        assert self_donation.json()["code"] == "self_donation"
+        assert fast_path_count("done") == done
+
+
+class TestConcurrency:
+    async def test_one_key_sent_many_times_at_once_donates_once(self, donations: DonationsEnv) -> None:
+        await warm_up(donations)
+
+        answers = await asyncio.gather(
+            *(donations.donate(method="wallet", amount="25.00", key="fast-twins") for _ in range(12))
+        )
+
+        ok = [a for a in answers if a.status_code == 201]
+        assert ok, [a.text for a in answers]
+        assert all(a.status_code in (201, 409) for a in answers), [a.text for a in answers]
+        assert len({a.content for a in ok}) == 1
+        assert await donations.scalar("SELECT count(*) FROM donations") == 2
+        assert await donations.balance(f"user:{VIEWER}:wallet") == 1000_00 - 10_00 - 25_00
+
+    async def test_a_wallet_emptied_by_many_donations_at_once_is_exact(self, donations: DonationsEnv) -> None:
+        await warm_up(donations, funds=10_00 + 100_00)  # 100.00 left: ten donations of 10.00
+
+        answers = await asyncio.gather(*(donations.donate(method="wallet", amount="10.00") for _ in range(16)))
+
+        codes = sorted(a.status_code for a in answers)
+        assert codes == [201] * 10 + [402] * 6, [a.text for a in answers if a.status_code not in (201, 402)]
+        assert await donations.balance(f"user:{VIEWER}:wallet") == 0
+        assert (
+            await donations.balance(f"streamer:{STREAMER}:balance") == 11 * 5_00
+        )  # the minimum fee (5.00) is half of each
+        assert await donations.balance("platform:fees") == 11 * 5_00
+        ids = sorted(a.json()["alert_id"] for a in answers if a.status_code == 201)
+        assert ids == list(range(2, 12))  # gapless after the warm-up's 1
+        events = await outbox(donations, "donation.processed")
+        assert sorted(e["alert_seq"] for e in events) == list(range(1, 12))
+
+
+class TestAtomic:
+    async def test_a_failure_after_the_posting_leaves_nothing(self, donations: DonationsEnv) -> None:
+        """The donation row violates its column limit after ``ledger_post`` succeeded inside the
+        statement: the whole statement, posting included, is rolled back."""
+        await warm_up(donations)
+        resources = donations.resources
+        principal = Principal(kind=PrincipalKind.user, subject=VIEWER, scopes=frozenset({"donations:write"}))
+        now = datetime.now(UTC)
+        donation = Donation(
+            id=uuid.uuid4(), streamer_id=STREAMER, donor_id=VIEWER, created_by=principal.key, source="wallet",
+            method="wallet", status="processed", amount_minor=30_00, currency="RUB", fee_minor=5_00,
+            streamer_minor=25_00, display_name="x" * 65, message=None, moderation_flags=[], clawed_back_minor=0,
+            created_at=now, updated_at=now, processed_at=now,
+        )  # fmt: skip
+        transfer = ledger_service.prepare(
+            postings=donation_service.split_postings(donation, accounts.user_wallet(VIEWER)),
+            idempotency_key=f"donation:{donation.id}:split",
+            reference=f"donation:{donation.id}",
+            reason="donation",
+            now=now,
+        )
+        conn = await asyncpg.connect(asyncpg_dsn(resources.settings.db.url.get_secret_value()))
+        try:
+            with pytest.raises(asyncpg.StringDataRightTruncationError):
+                await repository.create_from_wallet(
+                    conn,
+                    request=KeyedRequest(principal.key, "atomic-1", "POST", "/v1/donations", "f" * 64),
+                    key_id=uuid.uuid4(),
+                    now=now,
+                    response_status=201,
+                    response_headers=CREATED_HEADERS,
+                    body_head=b"{",
+                    body_tail=b"}",
+                    donation=donation,
+                    transfer=transfer,
+                    event=outbox_service.row_of(donation_service._processed_event(donation, now=now), key=STREAMER),
+                )
+        finally:
+            await conn.close()
+        assert await donations.scalar("SELECT count(*) FROM ledger_transfers WHERE id = :t", t=transfer.id) == 0
+        assert await donations.scalar("SELECT count(*) FROM idempotency_keys WHERE key = 'atomic-1'") == 0
+        assert await donations.scalar("SELECT last_alert_seq FROM donation_streamers") == 1
+        assert await donations.scalar("SELECT count(*) FROM donations") == 1
+        assert await donations.balance(f"user:{VIEWER}:wallet") == 1000_00 - 10_00
