@@ -282,6 +282,22 @@ async def unpublished(dsn: str) -> int:
         await conn.close()
 
 
+async def analyze(dsn: str) -> None:
+    """Refresh the planner's statistics of the service's database.
+
+    The benchmark database is created empty a minute before the load: without statistics the
+    planner plans for empty tables (sequential scans of the accounts and the outbox, cached as
+    generic plans in long-lived connections), which a live database, analyzed by autovacuum, never
+    sees. Measured on the posting scenario: Postgres CPU per wallet donation 1.2 ms without, 0.45 ms
+    with statistics. Run before each scenario, as autovacuum would have by then.
+    """
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute("ANALYZE")
+    finally:
+        await conn.close()
+
+
 async def durability(dsn: str) -> dict[str, str]:
     """The server's durability settings as the service's database sees them (must stay on)."""
     conn = await asyncpg.connect(dsn)

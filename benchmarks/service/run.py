@@ -110,6 +110,7 @@ async def _scenarios(ctx: Context, names: list[str]) -> list[ScenarioResult]:
             print(f"scenario {name} (after {waited:.1f} s of quiet: {idle}) ...", flush=True)
         else:
             print(f"scenario {name} ...", flush=True)
+        await audit.analyze(ctx.stack.dsn)
         began = time.monotonic()
         produced = await steps[name]()
         print(f"  ({time.monotonic() - began:.1f} s)", flush=True)

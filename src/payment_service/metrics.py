@@ -18,7 +18,8 @@ HTTP_SHED = Counter("http_requests_shed_total", "Requests refused with 503 becau
 IDEMPOTENT_REPLAYS = Counter("idempotency_replays_total", "Responses replayed from a stored Idempotency-Key")
 FAST_PATH_REQUESTS = Counter(
     "http_fast_path_requests_total",
-    "Mutating requests tried on a one-statement fast path: done there, or handed to the general path",
+    "Mutating requests tried on a one-statement fast path: outcome 'done', or why the general path took it "
+    "(unknown_accounts, insufficient_funds, key_exists, key_busy, not_wallet, a problem code, sqlstate_40P01 ...)",
     ["path", "outcome"],
 )
 

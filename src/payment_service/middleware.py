@@ -17,11 +17,13 @@ import math
 import random
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Mapping, MutableMapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, MutableMapping
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+import asyncpg
 import sqlalchemy.exc
 import structlog
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -298,20 +300,25 @@ async def _read_body(receive: Receive) -> bytes:
 
 @dataclass(frozen=True, slots=True)
 class FastRequest:
-    """What a fast path gets: the keyed request, its caller, its body and a pooled connection that
-    is in no transaction (one statement on it commits by itself)."""
+    """What a fast path gets: the keyed request, its caller, its body and content type, and
+    ``acquire`` to borrow a pooled connection that is in no transaction (one statement on it
+    commits by itself; take it only once the request is known to qualify)."""
 
     keyed: idempotency.KeyedRequest
     principal: Principal
     body: bytes
-    conn: DriverConnection
+    content_type: str | None
+    acquire: Callable[[], AbstractAsyncContextManager[DriverConnection]]
 
 
-FastPath = Callable[[FastRequest], Awaitable[idempotency.StoredResponse | None]]
+FastPath = Callable[[FastRequest], Awaitable[idempotency.StoredResponse | str]]
 """Does the whole request in ONE statement that also claims the key and stores the response
-(then returns that response), or returns None having written nothing; the general path (claim,
-endpoint, complete, commit) then runs as if the fast path did not exist. Only for requests whose
-every outcome other than plain success the general path decides."""
+(then returns that response), or returns why not (a short reason, a metric label) having written
+nothing; the general path (claim, endpoint, complete, commit) then runs as if the fast path did
+not exist. Only for requests whose every outcome other than plain success the general path
+decides."""
+
+_CONNECTION_ERRORS = (asyncpg.InterfaceError, asyncpg.PostgresConnectionError, OSError)
 
 
 class UnitOfWorkMiddleware:
@@ -377,11 +384,9 @@ class UnitOfWorkMiddleware:
         fast = self.fast_paths.get((scope["method"], scope["path"]))
         if fast is not None and self.engine is not None:
             keyed = idempotency.KeyedRequest(principal.key, key, scope["method"], scope["path"], fingerprint)
+            request = FastRequest(keyed, principal, body, _header(scope, b"content-type"), self._driver_connection)
             try:
-                async with self.engine().connect() as conn:
-                    driver = (await conn.get_raw_connection()).driver_connection
-                    assert driver is not None
-                    done = await fast(FastRequest(keyed, principal, body, driver))
+                done = await fast(request)
             except AppError as exc:
                 await _send_problem(send, scope, exc)
                 return
@@ -389,11 +394,11 @@ class UnitOfWorkMiddleware:
                 log.warning("database_pool_timeout", path=scope.get("path"))
                 await _send_problem(send, scope, DatabaseBusy())
                 return
-            if done is not None:
+            if not isinstance(done, str):
                 metrics.FAST_PATH_REQUESTS.labels(path=scope["path"], outcome="done").inc()
                 await self._send_stored(send, done, replayed=False)
                 return
-            metrics.FAST_PATH_REQUESTS.labels(path=scope["path"], outcome="general_path").inc()
+            metrics.FAST_PATH_REQUESTS.labels(path=scope["path"], outcome=done).inc()
 
         state: MutableMapping[str, Any] = scope.setdefault("state", {})
         clock = self.clock()
@@ -461,6 +466,20 @@ class UnitOfWorkMiddleware:
             await self._send_stored(
                 send, idempotency.StoredResponse(status=status, headers=headers, body=resp_body), replayed=False
             )
+
+    @asynccontextmanager
+    async def _driver_connection(self) -> AsyncIterator[DriverConnection]:
+        """A pooled asyncpg connection outside any transaction; invalidated (not returned to the
+        pool) when it broke underneath the caller."""
+        assert self.engine is not None
+        async with self.engine().connect() as conn:
+            driver = (await conn.get_raw_connection()).driver_connection
+            assert driver is not None
+            try:
+                yield driver
+            except _CONNECTION_ERRORS:
+                await conn.invalidate()
+                raise
 
     @staticmethod
     async def _abandon(session: AsyncSession, claimed: idempotency.Claim) -> None:

@@ -13,11 +13,12 @@ import uuid
 from datetime import UTC, datetime
 
 import asyncpg
+import orjson
 import pytest
 from prometheus_client import REGISTRY
 
 from payment_service.auth import Principal, PrincipalKind
-from payment_service.db import asyncpg_dsn
+from payment_service.db import asyncpg_dsn, transaction
 from payment_service.donation import repository
 from payment_service.donation import service as donation_service
 from payment_service.donation.endpoints import CREATED_HEADERS
@@ -52,12 +53,12 @@ class TestTaken:
         self, donations: DonationsEnv
     ) -> None:
         await fund_wallet(donations.resources, VIEWER, 1000_00)
-        done, general = fast_path_count("done"), fast_path_count("general_path")
+        done, unknown = fast_path_count("done"), fast_path_count("unknown_accounts")
 
         first = await donations.donate(method="wallet", amount="10.00")
-        assert (fast_path_count("done"), fast_path_count("general_path")) == (done, general + 1)
+        assert (fast_path_count("done"), fast_path_count("unknown_accounts")) == (done, unknown + 1)
         second = await donations.donate(method="wallet", amount="123.45", key="fast-1")
-        assert (fast_path_count("done"), fast_path_count("general_path")) == (done + 1, general + 1)
+        assert (fast_path_count("done"), fast_path_count("unknown_accounts")) == (done + 1, unknown + 1)
 
         assert first.status_code == second.status_code == 201, second.text
         a, b = first.json(), second.json()
@@ -135,14 +136,14 @@ class TestTaken:
         self, donations: DonationsEnv
     ) -> None:
         await warm_up(donations, funds=20_00)
-        general = fast_path_count("general_path")
+        short = fast_path_count("insufficient_funds")
 
         r = await donations.donate(method="wallet", amount="10.01", key="fast-short")
 
         assert r.status_code == 402
         assert r.json()["code"] == "insufficient_funds"
         assert r.json()["shortfall"] == {"value": "0.01", "currency": "RUB"}
-        assert fast_path_count("general_path") == general + 1
+        assert fast_path_count("insufficient_funds") == short + 1
         assert await donations.scalar("SELECT count(*) FROM donations") == 1
         assert await donations.scalar("SELECT count(*) FROM idempotency_keys WHERE key = 'fast-short'") == 0
         assert await donations.scalar("SELECT last_alert_seq FROM donation_streamers") == 1
@@ -152,16 +153,120 @@ class TestTaken:
         self, donations: DonationsEnv
     ) -> None:
         await warm_up(donations)
-        done = fast_path_count("done")
+        before = {k: fast_path_count(k) for k in ("done", "not_wallet", "invalid_amount", "self_donation", "not_json")}
 
+        card = await donations.donate(amount="100.00", provider="yookassa")
         invalid = await donations.donate(method="wallet", amount="0.50")
         self_donation = await donations.donate(method="wallet", streamer_id=VIEWER)
+        as_text = await donations.client.post(
+            "/v1/donations",
+            content=orjson.dumps({"streamer_id": STREAMER, "amount": {"value": "10.00", "currency": "RUB"},
+                                  "method": "wallet"}),
+            headers={**donations.headers(VIEWER), "Content-Type": "text/plain"},
+        )  # fmt: skip
 
+        assert card.status_code == 201
+        assert card.json()["status"] == "pending"
         assert invalid.status_code == 422
         assert invalid.json()["code"] == "invalid_amount"
         assert self_donation.status_code == 422
         assert self_donation.json()["code"] == "self_donation"
-        assert fast_path_count("done") == done
+        assert as_text.status_code == 422, as_text.text
+        after = {k: fast_path_count(k) for k in before}
+        assert after == {**before, **{k: before[k] + 1 for k in before if k != "done"}}
+
+    async def test_it_answers_what_the_general_path_shows_for_the_same_donation(self, donations: DonationsEnv) -> None:
+        await warm_up(donations)
+        done = fast_path_count("done")
+        tricky = 'Он сказал "alert_id":null \\ и ушёл 🎉'
+
+        created = await donations.donate(method="wallet", amount="77.70", message=tricky, display_name='Ник "X"')
+        shown = await donations.client.get(f"/v1/donations/{created.json()['id']}", headers=donations.headers(VIEWER))
+
+        assert fast_path_count("done") == done + 1
+        assert created.status_code == 201
+        assert shown.status_code == 200
+        assert created.json() == shown.json()
+        assert created.content == shown.content  # same serializer, byte for byte
+        assert created.json()["message"] == tricky
+        assert created.json()["display_name"] == 'Ник "X"'
+        assert created.json()["alert_id"] == 2
+        assert "idempotent-replayed" not in created.headers
+
+    async def test_a_service_donating_for_a_viewer_goes_the_fast_way(self, donations: DonationsEnv) -> None:
+        await warm_up(donations)
+        done = fast_path_count("done")
+        token = donations.env.tokens.service("streaming", ["donations:write", "donations:read"])
+
+        r = await donations.client.post(
+            "/v1/donations",
+            json={"streamer_id": STREAMER, "amount": {"value": "20.00", "currency": "RUB"}, "method": "wallet",
+                  "donor_id": VIEWER},
+            headers=donations.env.tokens.headers(token, key="svc-1"),
+        )  # fmt: skip
+
+        assert r.status_code == 201, r.text
+        assert r.json()["donor_id"] == VIEWER
+        assert fast_path_count("done") == done + 1
+        assert await donations.balance(f"user:{VIEWER}:wallet") == 1000_00 - 10_00 - 20_00
+
+    async def test_a_streamers_first_alert_can_come_from_the_fast_path(self, donations: DonationsEnv) -> None:
+        await warm_up(donations)
+        async with transaction(donations.resources.sessionmaker) as session:
+            await ledger_service.ensure_accounts(session, [accounts.streamer_balance("streamer-new")])
+        done = fast_path_count("done")
+
+        r = await donations.donate(method="wallet", amount="15.00", streamer_id="streamer-new")
+
+        assert r.status_code == 201, r.text
+        assert fast_path_count("done") == done + 1
+        assert r.json()["alert_id"] == 1
+        assert (
+            await donations.scalar("SELECT last_alert_seq FROM donation_streamers WHERE streamer_id = 'streamer-new'")
+            == 1
+        )
+
+    async def test_its_alert_is_published_and_marked(self, donations: DonationsEnv) -> None:
+        await warm_up(donations)
+
+        r = await donations.donate(method="wallet", amount="30.00")
+        await donations.drain()
+
+        published = await donations.scalar(
+            "SELECT alert_published_at FROM donations WHERE id = :id", id=uuid.UUID(r.json()["id"])
+        )
+        assert published is not None
+
+    async def test_a_key_held_elsewhere_is_409_and_nothing_is_written(self, donations: DonationsEnv) -> None:
+        await warm_up(donations)
+        principal = f"user:{VIEWER}"
+        busy = fast_path_count("key_busy")
+        holder = await asyncpg.connect(asyncpg_dsn(donations.resources.settings.db.url.get_secret_value()))
+        try:
+            await holder.execute("SELECT pg_advisory_lock(hashtextextended($1 || chr(1) || $2, 0))", principal, "held")
+            r = await donations.donate(method="wallet", amount="10.00", key="held")
+        finally:
+            await holder.close()
+
+        assert r.status_code == 409, r.text
+        assert r.json()["code"] == "idempotency_key_in_use"
+        assert fast_path_count("key_busy") == busy + 1
+        assert await donations.scalar("SELECT count(*) FROM donations") == 1
+        again = await donations.donate(method="wallet", amount="10.00", key="held")
+        assert again.status_code == 201
+
+    async def test_the_row_json_names_every_column_of_the_table(self, donations: DonationsEnv) -> None:
+        """``jsonb_populate_record`` writes NULL for a column the JSON lacks: they must match."""
+        columns = {
+            r[0]
+            for r in await donations.rows(
+                "SELECT column_name FROM information_schema.columns WHERE table_name = 'donations'"
+            )
+        }
+        now = datetime.now(UTC)
+        donation = Donation(id=uuid.uuid4(), created_at=now, updated_at=now)
+
+        assert set(orjson.loads(repository._row_json(donation))) == columns
 
 
 class TestConcurrency:

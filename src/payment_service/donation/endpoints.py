@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any
 
+import structlog
 from fastapi import APIRouter, Depends, Response
 from pydantic import ValidationError
 
@@ -22,6 +23,8 @@ from payment_service.models.payment import Payment
 from payment_service.payment.schemas import CustomerActionOut
 from payment_service.payment.states import PaymentStatus
 from payment_service.resources import Resources as ResourcesT
+
+log = structlog.get_logger(__name__)
 
 router = APIRouter(prefix="/v1/donations", tags=["donations"])
 
@@ -98,18 +101,20 @@ def _body(donation: Donation) -> bytes:
     return render(donation).model_dump_json().encode()
 
 
-async def create_donation_at_once(request: FastRequest, resources: ResourcesT) -> StoredResponse | None:
+async def create_donation_at_once(request: FastRequest, resources: ResourcesT) -> StoredResponse | str:
     """``POST /v1/donations`` for a wallet donation under a new key, as one statement (the
-    unit-of-work middleware tries it first; None → the route above runs as usual)."""
+    unit-of-work middleware tries it first; a returned reason → the route above runs as usual)."""
     if not request.principal.has("donations:write"):
-        return None
+        return "insufficient_scope"
+    if (request.content_type or "").split(";", 1)[0].strip().lower() != "application/json":
+        return "not_json"
     try:
         data = DonationCreate.model_validate_json(request.body)
     except ValidationError:
-        return None
+        return "validation_failed"
     publisher = donation_tasks.bind_publisher(resources)
     done = await donation_service.create_from_wallet_at_once(
-        request.conn,
+        request.acquire,
         principal=request.principal,
         data=data,
         request=request.keyed,
@@ -119,9 +124,12 @@ async def create_donation_at_once(request: FastRequest, resources: ResourcesT) -
         response_status=201,
         response_headers=CREATED_HEADERS,
     )
-    if done is None:
-        return None
-    publisher.schedule([alerts.CommittedAlert.of(done.donation)])
+    if isinstance(done, str):
+        return done
+    try:
+        publisher.schedule([alerts.CommittedAlert.of(done.donation)])
+    except Exception as exc:  # committed: the worker publishes what the process did not
+        log.warning("donation_alert_schedule_failed", error=repr(exc), donation_id=str(done.donation.id))
     return StoredResponse(status=201, headers=CREATED_HEADERS, body=done.body)
 
 

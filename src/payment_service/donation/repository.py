@@ -94,6 +94,9 @@ async def create_from_wallet(
     """Claim the key, post the split, append the alert, record the event and the response: one
     statement on a connection outside any transaction (it is its own transaction)."""
     t = transfer.params
+    # The SQL function posts a plain transfer effective now: nothing else may be asked of it.
+    if t["kind"] != "transfer" or t["expires_at"] is not None or t["ceiling_accounts"] or t["effective_at"] != now:
+        raise ValueError("donation_create_from_wallet posts only a plain transfer effective now")
     row = await conn.fetchrow(
         _CREATE_FROM_WALLET,
         request.principal,

@@ -22,6 +22,7 @@ import hashlib
 import secrets
 import uuid
 from collections.abc import Callable, Mapping
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -34,7 +35,7 @@ from payment_service.auth import InvalidToken, Principal, PrincipalKind, decode_
 from payment_service.config import AuthSettings, DonationSettings
 from payment_service.donation import alerts, repository, rules
 from payment_service.donation.schemas import WALLET, AlertFrame, DonationCreate, DonationRequest
-from payment_service.errors import AppError, Conflict, Forbidden, NotFound, Unauthorized, Unprocessable
+from payment_service.errors import AppError, Conflict, DatabaseBusy, Forbidden, NotFound, Unauthorized, Unprocessable
 from payment_service.kit import idempotency
 from payment_service.kit.clock import Clock
 from payment_service.kit.money import InvalidAmount, Money, MoneyValue, UnknownCurrency
@@ -339,8 +340,16 @@ class CreatedAtOnce:
     """The response body as stored with the Idempotency-Key (send exactly this)."""
 
 
+_CONNECTION_ERRORS = (asyncpg.InterfaceError, asyncpg.PostgresConnectionError, OSError)
+_BUSY_SQLSTATES = frozenset({"57014", "55P03"})
+"""Statement timeout, lock not available: the server is too busy for this statement now."""
+_FALL_BACK_SQLSTATES = ledger_service.RETRYABLE_SQLSTATES | {"23505"}
+"""Deadlock, serialization failure, unique violation: the statement wrote nothing; the general
+path sorts it out (a unique violation is not expected: it is logged)."""
+
+
 async def create_from_wallet_at_once(
-    conn: DriverConnection,
+    acquire: Callable[[], AbstractAsyncContextManager[DriverConnection]],
     *,
     principal: Principal,
     data: DonationCreate,
@@ -350,25 +359,28 @@ async def create_from_wallet_at_once(
     render: Callable[[Donation], bytes],
     response_status: int,
     response_headers: Mapping[str, str],
-) -> CreatedAtOnce | None:
+) -> CreatedAtOnce | str:
     """The fast path of a wallet donation under a new Idempotency-Key: claim, split, alert position,
     event and stored response in ONE statement (``donation_create_from_wallet``), committed.
 
-    Returns None, with nothing written, whenever the general path must decide: not a wallet
-    donation, invalid input (the general path renders the error), a known or busy key (replay,
-    409, resume), a ledger refusal (short funds → 402; accounts created on first use), a deadlock
-    or a concurrent twin. The caller then runs :func:`create` in a unit of work as usual, so every
-    outcome other than success is exactly the general path's. ``render`` turns the processed
-    donation (without its alert position) into the response body.
+    ``acquire`` lends a connection in no transaction (taken only once the request is known to be a
+    valid wallet donation). Returns the reason, with nothing written, whenever the general path must
+    decide: not a wallet donation or invalid input (the general path renders the error), a known
+    or busy key (replay, 409, resume), a ledger refusal (short funds → 402; accounts created on
+    first use), a deadlock, a lost connection (the statement may have committed: the general path
+    then finds the key and replays). The caller then runs :func:`create` in a unit of work as
+    usual, so every outcome other than success is exactly the general path's. ``render`` turns
+    the processed donation (without its alert position) into the response body. Raises
+    DatabaseBusy on a statement timeout.
     """
     if data.method != WALLET:
-        return None
+        return "not_wallet"
     try:
         donor_id = _donor(principal, data.donor_id)
         _check_streamer(data.streamer_id, donor_id)
         money = _amount(data.amount, settings)
-    except AppError:
-        return None
+    except AppError as exc:
+        return exc.code
     now = clock.now()
     key_id = uuid.uuid4()
     donation = _new_donation(
@@ -397,34 +409,38 @@ async def create_from_wallet_at_once(
     donation.processed_at = now
     head, placeholder, tail = render(donation).partition(ALERT_ID_PLACEHOLDER)
     if not placeholder or ALERT_ID_PLACEHOLDER in tail:
-        return None
+        return "unexpected_body"
+    event = outbox_service.row_of(_processed_event(donation, now=now), key=donation.streamer_id)
     try:
-        outcome = await repository.create_from_wallet(
-            conn,
-            request=request,
-            key_id=key_id,
-            now=now,
-            response_status=response_status,
-            response_headers=response_headers,
-            body_head=head + b'"alert_id":',
-            body_tail=tail,
-            donation=donation,
-            transfer=transfer,
-            event=outbox_service.row_of(_processed_event(donation, now=now), key=donation.streamer_id),
-        )
+        async with acquire() as conn:
+            outcome = await repository.create_from_wallet(
+                conn,
+                request=request,
+                key_id=key_id,
+                now=now,
+                response_status=response_status,
+                response_headers=response_headers,
+                body_head=head + b'"alert_id":',
+                body_tail=tail,
+                donation=donation,
+                transfer=transfer,
+                event=event,
+            )
+    except _CONNECTION_ERRORS as exc:
+        log.warning("donation_at_once_connection_lost", error=repr(exc))
+        return "connection_lost"
     except asyncpg.PostgresError as exc:
-        if exc.sqlstate in _FALL_BACK_SQLSTATES:
-            return None
-        raise
+        if exc.sqlstate in _BUSY_SQLSTATES:
+            raise DatabaseBusy() from exc
+        if exc.sqlstate not in _FALL_BACK_SQLSTATES:
+            raise
+        if exc.sqlstate == "23505":
+            log.warning("donation_at_once_unique_violation", constraint=getattr(exc, "constraint_name", None))
+        return f"sqlstate_{exc.sqlstate}"
     if outcome.status != "created" or outcome.seq is None or outcome.body is None:
-        return None
+        return outcome.status
     donation.alert_seq = outcome.seq
     return CreatedAtOnce(donation, outcome.body)
-
-
-_FALL_BACK_SQLSTATES = ledger_service.RETRYABLE_SQLSTATES | {"23505"}
-"""Deadlock, serialization failure, unique violation (a concurrent twin under the same key):
-the statement wrote nothing and the general path sorts it out."""
 
 
 def _payment_request(donation: Donation, data: DonationCreate, principal: Principal) -> PaymentCreate:
