@@ -10,6 +10,7 @@ import uuid
 from typing import Any
 
 import pytest
+from sqlalchemy import text
 
 from tests.payment.conftest import PaymentsEnv
 
@@ -47,6 +48,11 @@ async def events(env: PaymentsEnv, payment_id: str) -> list[str]:
 
         rows = await conn.execute(text("SELECT type FROM outbox_events WHERE key = :k ORDER BY seq"), {"k": payment_id})
         return [r[0] for r in rows]
+
+
+async def rows(env: PaymentsEnv, sql: str) -> list[Any]:
+    async with env.resources.engine.connect() as conn:
+        return list(await conn.execute(text(sql)))
 
 
 async def get(env: PaymentsEnv, payment_id: str, user: str = "u1") -> Any:
@@ -164,6 +170,50 @@ class TestUnknownOutcomes:
         assert resolved["status"] in ("succeeded", "requires_action")
         charges = [e for e in payments.emulators.state("sber").ledger if e.kind in ("charge", "capture")]
         assert len(charges) <= 1
+
+    async def test_an_unknown_outcome_is_checked_after_5_s_a_customer_action_after_a_minute(
+        self, payments: PaymentsEnv
+    ) -> None:
+        registry = payments.resources.providers
+        assert registry is not None
+        registry.settings.sber.max_attempts = 1
+        unknown = (await create(payments, provider="sber", amount="499.55")).json()  # the answer is lost
+        waiting = (await create(payments, provider="yookassa")).json()  # the customer's turn (redirect)
+
+        delay = {
+            r.status: r.due
+            for r in await rows(
+                payments, "SELECT status, extract(epoch FROM next_sync_at - updated_at) AS due FROM payment_attempts"
+            )
+        }
+
+        assert unknown["attempts"][0]["status"] == "unknown"
+        assert waiting["status"] == "requires_action"
+        assert 4 <= delay["unknown"] <= 6
+        assert 59 <= delay["requires_action"] <= 61
+
+    async def test_one_sync_run_moves_every_checked_attempt_to_its_next_backoff_step(
+        self, payments: PaymentsEnv
+    ) -> None:
+        for _ in range(3):
+            await create(payments, provider="yookassa")
+        await payments.scalar(
+            "UPDATE payment_attempts SET next_sync_at = now() - interval '1 second', "
+            "sync_count = CASE WHEN sync_count = 0 AND ctid = (SELECT min(ctid) FROM payment_attempts) THEN 2 ELSE 0 END "
+            "RETURNING 1"
+        )
+
+        await payments.worker.sync()
+
+        steps = sorted(
+            (r.sync_count, round(r.due))
+            for r in await rows(
+                payments, "SELECT sync_count, extract(epoch FROM next_sync_at - now()) AS due FROM payment_attempts"
+            )
+        )
+        assert [s for s, _ in steps] == [1, 1, 3]
+        assert 14 <= steps[0][1] <= 15  # second step: 15 s
+        assert 299 <= steps[2][1] <= 300  # fourth step: 5 min
 
     async def test_definite_failure_fails_over_to_the_next_provider(self, payments: PaymentsEnv) -> None:
         payments.emulators.state("yookassa").queue_outcome("error_503", count=5)  # 503, nothing created

@@ -96,16 +96,17 @@ async def page(
     return (await session.execute(stmt)).scalars().all()
 
 
-async def claim_attempts_to_sync(session: AsyncSession, *, now: datetime, limit: int) -> list[uuid.UUID]:
-    """Attempts whose outcome is open and due for a status check, locked so one worker takes each."""
+async def claim_attempts_to_sync(session: AsyncSession, *, now: datetime, limit: int) -> list[tuple[uuid.UUID, int]]:
+    """Attempts whose outcome is open and due for a status check, locked so one worker takes each:
+    ``(id, sync_count)`` in due order (one round trip)."""
     stmt = (
-        select(PaymentAttempt.id)
+        select(PaymentAttempt.id, PaymentAttempt.sync_count)
         .where(PaymentAttempt.status.in_(OPEN_ATTEMPT), PaymentAttempt.next_sync_at <= now)
         .order_by(PaymentAttempt.next_sync_at)
         .limit(limit)
         .with_for_update(skip_locked=True)
     )
-    return list((await session.execute(stmt)).scalars().all())
+    return [(row.id, row.sync_count) for row in (await session.execute(stmt)).all()]
 
 
 async def postpone_sync(session: AsyncSession, attempt_ids: Sequence[uuid.UUID], *, until: datetime) -> None:

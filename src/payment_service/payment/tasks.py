@@ -7,6 +7,10 @@ applied in a transaction of its own (``payment.service``).
 
 from __future__ import annotations
 
+import uuid
+from collections import defaultdict
+from datetime import timedelta
+
 import structlog
 
 from payment_service.jobs import JobContext
@@ -27,15 +31,15 @@ async def sync_open_attempts(ctx: JobContext) -> bool:
     due = await repository.claim_attempts_to_sync(ctx.session, now=now, limit=SYNC_BATCH)
     if not due:
         return False
-    attempts = [await repository.attempt(ctx.session, a) for a in due]
-    for attempt in attempts:
-        if attempt is not None:
-            await repository.postpone_sync(
-                ctx.session, [attempt.id], until=now + payment_service.next_sync_delay(attempt.sync_count + 1)
-            )
+    # Next check per backoff step: one UPDATE per distinct delay (a handful), not one per attempt.
+    by_delay: dict[timedelta, list[uuid.UUID]] = defaultdict(list)
+    for attempt_id, sync_count in due:
+        by_delay[payment_service.next_sync_delay(sync_count + 1)].append(attempt_id)
+    for delay, ids in by_delay.items():
+        await repository.postpone_sync(ctx.session, ids, until=now + delay)
     await ctx.session.commit()
     providers = ctx.providers
-    for attempt_id in due:
+    for attempt_id, _ in due:
         try:
             await payment_service.sync_attempt(ctx.session, attempt_id=attempt_id, providers=providers, clock=clock)
             await ctx.session.commit()
