@@ -37,6 +37,12 @@ class HTTPSettings(BaseModel):
     max_webhooks_in_flight: int = Field(
         128, description="Provider webhooks served at once, a budget apart from max_in_flight (they finish payments)"
     )
+    max_new_work_in_flight: int = Field(
+        48,
+        description="Mutating /v1 requests (new checkouts, donations, refunds …; not webhooks) served at once, "
+        "within max_in_flight: under overload new work is refused first, so that reads and webhooks finish the "
+        "work already accepted",
+    )
     max_retry_after_seconds: int = Field(
         30, ge=1, description="Upper bound of the Retry-After of a shed request (it grows with the overload)"
     )

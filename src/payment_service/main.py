@@ -95,6 +95,7 @@ def create_app(settings: Settings | None = None, resources: Resources | None = N
         InFlightLimitMiddleware,
         limit=settings.http.max_in_flight,
         webhook_limit=settings.http.max_webhooks_in_flight,
+        new_work_limit=settings.http.max_new_work_in_flight,
         max_retry_after_seconds=settings.http.max_retry_after_seconds,
     )
     app.add_middleware(RequestContextMiddleware)

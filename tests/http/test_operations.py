@@ -127,6 +127,48 @@ class TestOverload:
         assert webhook.json() == {"ok": "webhook"}
 
 
+class TestNewWorkFirst:
+    """Under overload new work (mutating /v1 requests) is refused before reads and webhooks."""
+
+    async def test_beyond_the_new_work_budget_a_post_is_refused_and_a_read_still_served(self) -> None:
+        release = asyncio.Event()
+
+        async def app(scope: Any, receive: Any, send: Any) -> None:
+            if scope["method"] == "POST" and scope["path"] == "/v1/payments":
+                await release.wait()
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            await send({"type": "http.response.body", "body": b"ok"})
+
+        limiter = InFlightLimitMiddleware(app, limit=4, new_work_limit=1)
+
+        async def call(method: str, path: str) -> int:
+            statuses: list[int] = []
+
+            async def receive() -> dict[str, Any]:
+                return {"type": "http.request", "body": b"", "more_body": False}
+
+            async def send(message: dict[str, Any]) -> None:
+                if message["type"] == "http.response.start":
+                    statuses.append(message["status"])
+
+            scope = {"type": "http", "method": method, "path": path, "headers": [], "query_string": b""}
+            await limiter(scope, receive, send)
+            return statuses[0]
+
+        first = asyncio.create_task(call("POST", "/v1/payments"))
+        await asyncio.sleep(0.01)  # the first checkout holds the new-work budget
+
+        second = await call("POST", "/v1/payments")
+        read = await call("GET", "/v1/payments/abc")
+        webhook = await call("POST", "/v1/webhooks/yookassa")
+        release.set()
+        assert await first == 200
+        after = await call("POST", "/v1/payments")
+
+        assert (second, read, webhook, after) == (503, 200, 200, 200)
+        assert limiter.in_flight == limiter.new_work_in_flight == limiter.webhooks_in_flight == 0
+
+
 class TestRetryAfter:
     """The Retry-After of a shed request grows with the overload and is spread out."""
 
