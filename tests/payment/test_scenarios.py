@@ -280,6 +280,50 @@ class TestWebhooks:
         assert await payments.scalar("SELECT count(*) FROM provider_events WHERE status = 'orphaned'") >= 1
 
 
+class TestSecondProviderPayment:
+    """Two provider payments under one attempt (a create taken over by a retry while the first
+    request was still calling T-Bank, which does not dedupe Init by OrderId): the attempt keeps the
+    payment it recorded; money taken on the other one is booked for a refund, never merged."""
+
+    async def test_money_on_the_other_provider_payment_is_refunded_and_the_recorded_one_still_pays(
+        self, payments: PaymentsEnv
+    ) -> None:
+        body = (await create(payments, provider="tbank", amount="933.00")).json()
+        recorded = await provider_id(payments, body["id"])
+        attempt_id = body["attempts"][0]["id"]
+        registry = payments.resources.providers
+        assert registry is not None
+        tbank = registry.resolve("tbank")
+        first = payments.emulators.state("tbank").payments[recorded]
+        other = await tbank.client.init(  # type: ignore[attr-defined]
+            {"Amount": 93300, "OrderId": attempt_id, "Description": "twin", "NotificationURL": first.notification_url}
+        )
+        assert other.PaymentId != recorded
+
+        await payments.pay("tbank", str(other.PaymentId), card_number=None, outcome=None)
+        await payments.worker.apply_webhooks()
+
+        after_other = await get(payments, body["id"])
+        assert after_other["status"] == "requires_action"  # not merged into the attempt
+        assert await provider_id(payments, body["id"]) == recorded
+        late = await payments.scalar(
+            "SELECT count(*) FROM ledger_transfers WHERE idempotency_key = :k",
+            k=f"payment:{body['id']}:late:{attempt_id}:{other.PaymentId}",
+        )
+        assert late == 1
+        refund_required = [
+            r.payload
+            for r in await rows(payments, "SELECT payload FROM outbox_events WHERE type = 'payment.refund_required'")
+        ]
+        assert [e["provider_payment_id"] for e in refund_required] == [str(other.PaymentId)]
+        assert refund_required[0]["amount_minor"] == 93300
+
+        await payments.pay("tbank", recorded, card_number=None, outcome=None)
+        await payments.worker.apply_webhooks()
+
+        assert (await get(payments, body["id"]))["status"] == "succeeded"
+
+
 class TestAccess:
     async def test_users_see_only_their_own_payments(self, payments: PaymentsEnv) -> None:
         pid = (await create(payments, user="alice", provider="yookassa")).json()["id"]

@@ -187,6 +187,8 @@ class PaymentRefundRequired(EventPayload):
     amount_minor: int
     currency: str
     reason: str
+    provider_payment_id: str | None = None
+    """The provider's payment that took the money (refund that one)."""
     occurred_at: datetime
 
 

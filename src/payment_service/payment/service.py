@@ -577,6 +577,34 @@ async def apply_provider_result(
         )
         await _mark_unknown(session, attempt, mismatch, now=now)
         return False
+    if (
+        attempt.provider_payment_id is not None
+        and result.provider_payment_id is not None
+        and result.provider_payment_id != attempt.provider_payment_id
+    ):
+        # A second provider payment under the same attempt: a create that a retry took over while
+        # the first request was still calling the provider (providers such as T-Bank do not dedupe
+        # a repeated create). The attempt keeps the payment it recorded first, with that payment's
+        # customer action; money taken on the other one is booked and refunded, never merged.
+        UNRESOLVED.labels(attempt.provider, "other_provider_payment").inc()
+        log.error(
+            "provider_payment_mismatch",
+            payment_id=str(payment.id),
+            attempt_id=str(attempt.id),
+            recorded=attempt.provider_payment_id,
+            reported=result.provider_payment_id,
+            status=str(result.status),
+        )
+        if result.status is ProviderStatus.succeeded:
+            return await _book_late_money(
+                session,
+                payment,
+                attempt,
+                result.captured_minor or result.amount_minor,
+                now=now,
+                provider_payment_id=result.provider_payment_id,
+            )
+        return False
 
     target = _ATTEMPT_FOR[result.status]
     if is_stale(AttemptStatus(attempt.status), target):
@@ -679,18 +707,26 @@ async def _on_authorized(session: AsyncSession, payment: Payment, attempt: Payme
 
 
 async def _book_late_money(
-    session: AsyncSession, payment: Payment, attempt: PaymentAttempt, amount_minor: int, *, now: datetime
+    session: AsyncSession,
+    payment: Payment,
+    attempt: PaymentAttempt,
+    amount_minor: int,
+    *,
+    now: datetime,
+    provider_payment_id: str | None = None,
 ) -> bool:
-    """Money arrived for a payment or attempt we had given up on (expired, canceled, failed over).
+    """Money arrived for a payment or attempt we had given up on (expired, canceled, failed over),
+    or on a provider payment the attempt does not own (``provider_payment_id``: a second create).
 
     Keep it on the books (provider clearing → order clearing) and ask for a refund; never pretend
     it did not happen. Idempotent: a repeated report finds the transfer and emits nothing.
     """
     clearing = accounts.provider_clearing(attempt.provider, payment.currency)
+    other = f":{provider_payment_id}" if provider_payment_id is not None else ""
     booked = await ledger_service.transfer(
         session,
         postings=[Posting(clearing, accounts.order_clearing(payment.currency), Money(amount_minor, payment.currency))],
-        idempotency_key=f"{_reference(payment)}:late:{attempt.id}",
+        idempotency_key=f"{_reference(payment)}:late:{attempt.id}{other}",
         reference=_reference(payment),
         reason="late_payment_refund_due",
         now=now,
@@ -713,7 +749,12 @@ async def _book_late_money(
             provider=attempt.provider,
             amount_minor=amount_minor,
             currency=payment.currency,
-            reason=f"paid after the payment was {payment.status} (attempt {attempt.status})",
+            reason=(
+                f"paid on provider payment {provider_payment_id}, not the attempt's {attempt.provider_payment_id}"
+                if provider_payment_id is not None
+                else f"paid after the payment was {payment.status} (attempt {attempt.status})"
+            ),
+            provider_payment_id=provider_payment_id or attempt.provider_payment_id,
             occurred_at=now,
         ),
         key=payment.id,
