@@ -46,6 +46,16 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
         await session.commit()
 
 
+async def get_read_session(request: Request) -> AsyncIterator[AsyncSession]:
+    """A session for a read-only endpoint, in autocommit: one round trip per statement, no BEGIN
+    or COMMIT (under READ COMMITTED every statement takes its own snapshot anyway). Never write
+    through it: each statement would commit on its own."""
+    resources = get_resources(request)
+    maker = resources.read_sessionmaker or resources.sessionmaker
+    async with maker() as session:
+        yield session
+
+
 async def get_principal(request: Request) -> PrincipalT:
     cached = getattr(request.state, "principal", None)
     if isinstance(cached, PrincipalT):
@@ -83,6 +93,7 @@ def require_scope(scope: str) -> Callable[..., Coroutine[Any, Any, PrincipalT]]:
 
 
 Session = Annotated[AsyncSession, Depends(get_session)]
+ReadSession = Annotated[AsyncSession, Depends(get_read_session)]
 Principal = Annotated[PrincipalT, Depends(get_principal)]
 Clock = Annotated[ClockT, Depends(get_clock)]
 Resources = Annotated[ResourcesT, Depends(_resources_dependency)]

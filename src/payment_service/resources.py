@@ -30,6 +30,9 @@ class Resources:
     """Built from settings and the Vault credentials by :meth:`start_providers`."""
     payout_providers: PayoutRegistry | None = None
     """Payout adapters, built on first use by :meth:`start_payout_providers`."""
+    read_sessionmaker: async_sessionmaker[AsyncSession] | None = None
+    """Sessions in autocommit for read-only endpoints (``deps.ReadSession``): each statement is its
+    own transaction, so a read costs its statement alone, not BEGIN + statement + COMMIT."""
     health_connection: Any = None
     """The readiness check's own asyncpg connection (outside the pool: a pool saturated by work is
     busy, not down). Opened by the first check, closed by :meth:`close`."""
@@ -41,6 +44,7 @@ class Resources:
             settings=settings,
             engine=engine,
             sessionmaker=create_sessionmaker(engine),
+            read_sessionmaker=create_sessionmaker(engine.execution_options(isolation_level="AUTOCOMMIT")),
             redis=aioredis.Redis.from_url(
                 settings.redis.url.get_secret_value(), socket_timeout=2.0, socket_connect_timeout=2.0
             ),

@@ -11,8 +11,10 @@ import pytest
 import sqlalchemy
 from asgi_lifespan import LifespanManager
 from fastapi import APIRouter, FastAPI
+from sqlalchemy import text
 
 from payment_service.config import Settings
+from payment_service.deps import ReadSession
 from payment_service.devstack import OpenBao, Tansu
 from payment_service.main import create_app
 from payment_service.middleware import InFlightLimitMiddleware
@@ -167,6 +169,27 @@ class TestNewWorkFirst:
 
         assert (second, read, webhook, after) == (503, 200, 200, 200)
         assert limiter.in_flight == limiter.new_work_in_flight == limiter.webhooks_in_flight == 0
+
+
+class TestReadSession:
+    async def test_a_read_only_endpoint_runs_its_statements_outside_any_transaction(
+        self, settings: Settings, db: Resources
+    ) -> None:
+        application = create_app(settings, resources=db)
+        probe = APIRouter()
+
+        @probe.get("/v1/_test/read")
+        async def read_route(session: ReadSession) -> dict[str, object]:
+            one = (await session.execute(text("SELECT 1"))).scalar_one()
+            driver = (await (await session.connection()).get_raw_connection()).driver_connection
+            return {"one": one, "in_transaction": driver.is_in_transaction()}
+
+        application.include_router(probe)
+        async with LifespanManager(application):
+            c = httpx.AsyncClient(transport=httpx.ASGITransport(app=application), base_url="http://t")
+            r = await c.get("/v1/_test/read")
+
+        assert r.json() == {"one": 1, "in_transaction": False}
 
 
 class TestRetryAfter:

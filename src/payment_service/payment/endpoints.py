@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query
 
 from payment_service.auth import Principal as PrincipalT
-from payment_service.deps import Clock, IdempotencyClaim, Providers, Session, require_scope
+from payment_service.deps import Clock, IdempotencyClaim, Providers, ReadSession, Session, require_scope
 from payment_service.kit.money import Money, MoneyValue
 from payment_service.models.payment import Payment
 from payment_service.payment import service as payment_service
@@ -100,7 +100,7 @@ async def create_payment(
 @router.get("/{payment_id}", response_model=PaymentOut, responses=_ERRORS, summary="Get a payment")
 async def get_payment(
     payment_id: uuid.UUID,
-    session: Session,
+    session: ReadSession,
     principal: Annotated[PrincipalT, Depends(require_scope("payments:read"))],
 ) -> PaymentOut:
     return render(await payment_service.get(session, principal=principal, payment_id=payment_id))
@@ -108,7 +108,7 @@ async def get_payment(
 
 @router.get("", response_model=PaymentList, responses=_ERRORS, summary="List payments, newest first")
 async def list_payments(
-    session: Session,
+    session: ReadSession,
     principal: Annotated[PrincipalT, Depends(require_scope("payments:read"))],
     payer_id: Annotated[str | None, Query(max_length=100, description="Services and admins only")] = None,
     status: PaymentStatus | None = None,
