@@ -140,17 +140,29 @@ async def _reconcile_once(stack: Stack) -> dict[str, Any]:
             WHERE a.provider_payment_id IS NOT NULL
             """
         )
+        # Money the service booked for a refund (late money, or a second provider payment under
+        # one attempt): accounted for, not lost.
+        refund_due = {
+            (r["provider"], r["provider_payment_id"])
+            for r in await conn.fetch(
+                "SELECT payload->>'provider' AS provider, payload->>'provider_payment_id' AS provider_payment_id "
+                "FROM outbox_events WHERE type = 'payment.refund_required'"
+            )
+        }
     finally:
         await conn.close()
     ours: dict[tuple[str, str], Any] = {(r["provider"], str(r["provider_payment_id"])): r for r in rows}
     problems: list[str] = []
     awaiting: list[str] = []
+    booked_for_refund: list[str] = []
     succeeded_charges: Counter[str] = Counter()
     for key, amount in charged.items():
         if amount == 0:
             continue
         row = ours.get(key)
-        if row is None:
+        if row is None and key in refund_due:
+            booked_for_refund.append(f"{key[0]} charged {key[1]} ({amount}): booked for a refund")
+        elif row is None:
             problems.append(f"{key[0]} charged {key[1]} ({amount}) but no payment knows it: money lost")
         elif row["status"] in OPEN:
             awaiting.append(f"{key[0]} charged {key[1]}; payment {row['id']} still {row['status']}")
@@ -170,6 +182,8 @@ async def _reconcile_once(stack: Stack) -> dict[str, Any]:
         "succeeded_payments": len(succeeded),
         "awaiting_sync": len(awaiting),
         "awaiting_examples": awaiting[:3],
+        "booked_for_refund": len(booked_for_refund),
+        "booked_for_refund_examples": booked_for_refund[:3],
         "problems": len(problems) + max(0, len(uncharged) - 5),
         "examples": problems[:5],
         "ok": not problems,

@@ -220,7 +220,8 @@ def _report(
         f"balanced: {not books['unbalanced_currencies']}, events unpublished after settling: "
         f"{books['unpublished_events']}; providers' truth: {rec['provider_charges']:,} charges, {rec['problems']} "
         f"mismatches, {rec['awaiting_sync']} charged but still open after {rec['waited_s']:g} s (awaiting the status "
-        f"sync); Idempotency-Keys: {keys['keys']:,}, {keys['problems']} with other than the one payment the client was "
+        f"sync), {rec.get('booked_for_refund', 0)} charged on a provider payment the service booked for a refund; "
+        f"Idempotency-Keys: {keys['keys']:,}, {keys['problems']} with other than the one payment the client was "
         f"told about ({keys['payment_behind_an_error_answer']:,} payments behind an error answer). "
         f"**{'All audits passed' if audits_ok else 'AUDIT FAILED'}.**"
     )
