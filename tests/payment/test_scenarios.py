@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 
+from payment_service.payment import tasks as payment_tasks
 from tests.payment.conftest import PaymentsEnv
 
 RETURN = "https://store.example/return"
@@ -191,6 +192,28 @@ class TestUnknownOutcomes:
         assert waiting["status"] == "requires_action"
         assert 4 <= delay["unknown"] <= 6
         assert 59 <= delay["requires_action"] <= 61
+
+    async def test_unknown_outcomes_are_checked_before_payments_waiting_for_their_customer(
+        self, payments: PaymentsEnv, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        registry = payments.resources.providers
+        assert registry is not None
+        registry.settings.sber.max_attempts = 1
+        await create(payments, provider="yookassa")  # waiting for the customer, due first below
+        await create(payments, provider="sber", amount="499.55")  # the answer is lost: unknown
+        await payments.scalar(
+            "UPDATE payment_attempts SET next_sync_at = now() - CASE status WHEN 'unknown' THEN interval '1 second' "
+            "ELSE interval '1 minute' END RETURNING 1"
+        )
+        monkeypatch.setattr(payment_tasks, "SYNC_BATCH", 1)
+
+        again = await payments.worker.sync()
+
+        checked = {
+            r.provider: r.sync_count for r in await rows(payments, "SELECT provider, sync_count FROM payment_attempts")
+        }
+        assert checked == {"sber": 1, "yookassa": 0}
+        assert again is True  # a full batch of unknown outcomes: run again at once
 
     async def test_one_sync_run_moves_every_checked_attempt_to_its_next_backoff_step(
         self, payments: PaymentsEnv

@@ -15,6 +15,8 @@ from payment_service.models.payment import Payment, PaymentAttempt
 from payment_service.payment.states import AttemptStatus, PaymentStatus
 
 OPEN_ATTEMPT = (AttemptStatus.created, AttemptStatus.pending, AttemptStatus.requires_action, AttemptStatus.unknown)
+URGENT_SYNC = (AttemptStatus.created, AttemptStatus.unknown)
+"""Outcomes we do not know (the provider call's answer was lost): resolved before anything else."""
 
 
 async def add(session: AsyncSession, *objects: Payment | PaymentAttempt) -> None:
@@ -96,17 +98,19 @@ async def page(
     return (await session.execute(stmt)).scalars().all()
 
 
-async def claim_attempts_to_sync(session: AsyncSession, *, now: datetime, limit: int) -> list[tuple[uuid.UUID, int]]:
+async def claim_attempts_to_sync(
+    session: AsyncSession, *, now: datetime, limit: int
+) -> list[tuple[uuid.UUID, int, AttemptStatus]]:
     """Attempts whose outcome is open and due for a status check, locked so one worker takes each:
-    ``(id, sync_count)`` in due order (one round trip)."""
+    ``(id, sync_count, status)``, unknown outcomes first, then in due order (one round trip)."""
     stmt = (
-        select(PaymentAttempt.id, PaymentAttempt.sync_count)
+        select(PaymentAttempt.id, PaymentAttempt.sync_count, PaymentAttempt.status)
         .where(PaymentAttempt.status.in_(OPEN_ATTEMPT), PaymentAttempt.next_sync_at <= now)
-        .order_by(PaymentAttempt.next_sync_at)
+        .order_by(PaymentAttempt.status.notin_(URGENT_SYNC), PaymentAttempt.next_sync_at)
         .limit(limit)
         .with_for_update(skip_locked=True)
     )
-    return [(row.id, row.sync_count) for row in (await session.execute(stmt)).all()]
+    return [(row.id, row.sync_count, row.status) for row in (await session.execute(stmt)).all()]
 
 
 async def postpone_sync(session: AsyncSession, attempt_ids: Sequence[uuid.UUID], *, until: datetime) -> None:

@@ -25,7 +25,8 @@ EXPIRE_BATCH = 50
 
 
 async def sync_open_attempts(ctx: JobContext) -> bool:
-    """Ask providers about attempts whose outcome is open and due. True when a full batch ran."""
+    """Ask providers about attempts whose outcome is open and due, unknown outcomes first. True
+    (run again at once) when a full batch ran that held unknown outcomes."""
     clock: Clock = ctx.resources.clock
     now = clock.now()
     due = await repository.claim_attempts_to_sync(ctx.session, now=now, limit=SYNC_BATCH)
@@ -33,20 +34,23 @@ async def sync_open_attempts(ctx: JobContext) -> bool:
         return False
     # Next check per backoff step: one UPDATE per distinct delay (a handful), not one per attempt.
     by_delay: dict[timedelta, list[uuid.UUID]] = defaultdict(list)
-    for attempt_id, sync_count in due:
+    for attempt_id, sync_count, _ in due:
         by_delay[payment_service.next_sync_delay(sync_count + 1)].append(attempt_id)
     for delay, ids in by_delay.items():
         await repository.postpone_sync(ctx.session, ids, until=now + delay)
     await ctx.session.commit()
     providers = ctx.providers
-    for attempt_id, _ in due:
+    for attempt_id, _, _ in due:
         try:
             await payment_service.sync_attempt(ctx.session, attempt_id=attempt_id, providers=providers, clock=clock)
             await ctx.session.commit()
         except Exception:
             await ctx.session.rollback()
             log.exception("attempt_sync_failed", attempt_id=str(attempt_id))
-    return len(due) >= SYNC_BATCH
+    # Run again at once only while unknown outcomes wait (money we cannot account for yet); checks
+    # of payments waiting on their webhook are paced at one batch per run (every 5 s), so that under
+    # load they do not take the worker from the webhooks themselves.
+    return len(due) >= SYNC_BATCH and any(status in repository.URGENT_SYNC for _, _, status in due)
 
 
 async def expire_payments(ctx: JobContext) -> bool:
