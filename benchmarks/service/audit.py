@@ -296,6 +296,40 @@ async def unpublished(dsn: str) -> int:
         await conn.close()
 
 
+async def describe_unfinished(dsn: str, payment_ids: list[str]) -> dict[str, Any]:
+    """Where the payments of flows that did not finish stand now: counts by (payment status,
+    latest attempt status, has a customer action, status checks so far), and a few examples."""
+    ids = [i for i in payment_ids if i]
+    if not ids:
+        return {"without_payment": len(payment_ids), "by_state": {}, "examples": []}
+    conn = await asyncpg.connect(dsn)
+    try:
+        rows = await conn.fetch(
+            """
+            SELECT p.id, p.status, a.status AS attempt_status, a.provider, a.provider_payment_id IS NOT NULL AS known,
+                   p.action IS NOT NULL AS has_action, a.sync_count, a.next_sync_at - now() AS next_sync_in,
+                   a.error_code, now() - p.created_at AS age
+            FROM payments p
+            JOIN LATERAL (SELECT * FROM payment_attempts x WHERE x.payment_id = p.id ORDER BY x.number DESC LIMIT 1) a
+              ON true
+            WHERE p.id = ANY($1::uuid[])
+            """,
+            ids,
+        )
+    finally:
+        await conn.close()
+    by_state = Counter(
+        f"{r['status']}/{r['attempt_status']}{'' if r['has_action'] else ' (no action)'} after {r['sync_count']} checks"
+        for r in rows
+    )
+    examples = [
+        f"{r['id']} {r['provider']} {r['status']}/{r['attempt_status']} known={r['known']} action={r['has_action']} "
+        f"checks={r['sync_count']} next check in {r['next_sync_in']} error={r['error_code']} age={r['age']}"
+        for r in rows[:5]
+    ]
+    return {"without_payment": len(payment_ids) - len(ids), "by_state": dict(by_state), "examples": examples}
+
+
 async def analyze(dsn: str) -> None:
     """Refresh the planner's statistics of the service's database.
 

@@ -54,6 +54,9 @@ async def concurrent(ctx: Context) -> ScenarioResult:
         ended=ended,
         baseline=ctx.baseline,
     )
+    unfinished = await audit.describe_unfinished(
+        ctx.stack.dsn, [r["payment_id"] or "" for r in records if r["outcome"] not in (OK, DECLINED)]
+    )
     settled = await audit.settle(ctx.stack.dsn, seconds=60)
     books = await audit.books(ctx.stack.dsn)
     reconciliation = await audit.reconcile(ctx.stack, wait_seconds=20 if plan.smoke else 60)
@@ -89,6 +92,7 @@ async def concurrent(ctx: Context) -> ScenarioResult:
         "clients_shed_at_least_once": sum(1 for r in records if r["sheds"]),
         "max_retries_of_one_client": max((r["retries"] for r in records), default=0),
         "errors": Counter(r["error"] for r in records if r["outcome"] not in (OK, DECLINED)).most_common(5),
+        "unfinished": unfinished,
         "settled": settled,
         "audit": {"books": books, "reconciliation": reconciliation, "idempotency": keys},
         "summary": (
