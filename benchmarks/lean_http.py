@@ -93,6 +93,10 @@ class _Protocol(asyncio.Protocol):
             self.transport.close()
 
 
+CONNECT_TIMEOUT = 10.0
+"""Seconds a TCP connect may take before the request fails with TimeoutError."""
+
+
 class LeanClient:
     """One keep-alive connection to ``host:port``; reconnects after the server closes it."""
 
@@ -101,10 +105,14 @@ class LeanClient:
         self.default = "".join(f"{k}: {v}\r\n" for k, v in (default_headers or {}).items())
         self._proto: _Protocol | None = None
 
-    async def _connection(self) -> _Protocol:
+    async def _connection(self, timeout: float) -> _Protocol:
         if self._proto is None or self._proto.closed:
             loop = asyncio.get_running_loop()
-            _, proto = await loop.create_connection(_Protocol, self.host, self.port)
+            # Bounded like a browser's connect timeout: under overload the kernel drops SYNs when the
+            # server's accept queue is full, and the kernel's own retries take up to ~2 minutes.
+            _, proto = await asyncio.wait_for(
+                loop.create_connection(_Protocol, self.host, self.port), min(timeout, CONNECT_TIMEOUT)
+            )
             self._proto = proto
         return self._proto
 
@@ -126,7 +134,7 @@ class LeanClient:
             f"{method} {path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n{self.default}{extra}"
             f"Content-Length: {len(body)}\r\n\r\n"
         ).encode("latin-1")
-        proto = await self._connection()
+        proto = await self._connection(timeout)
         future: asyncio.Future[Response] = asyncio.get_running_loop().create_future()
         proto.pending = _Pending(future)
         proto.parser = httptools.HttpResponseParser(proto)

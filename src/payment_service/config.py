@@ -51,6 +51,13 @@ class HTTPSettings(BaseModel):
         description="Listen with SO_REUSEPORT so several API processes share one port (the kernel spreads "
         "connections); `payment-service dev --api-processes N` uses it. In Kubernetes run one process per pod.",
     )
+    keep_alive_seconds: int = Field(
+        35,
+        ge=1,
+        description="How long an idle client connection stays open: longer than max_retry_after_seconds, so that "
+        "a refused client coming back after its Retry-After finds its connection (uvicorn's 5 s default made "
+        "thousands of refused clients reconnect at once under overload)",
+    )
     max_body_bytes: int = 1_048_576
     shutdown_grace_seconds: float = 20.0
     drain_delay_seconds: float | None = Field(None, description="Readiness 503 before closing; None: 5 prod, 0 else")

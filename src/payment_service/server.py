@@ -80,6 +80,7 @@ def build_server(
         http="httptools",
         lifespan="on",
         timeout_graceful_shutdown=math.ceil(max(0.0, settings.http.shutdown_grace_seconds)),
+        timeout_keep_alive=settings.http.keep_alive_seconds,
         log_config=None,  # logging is configured by payment_service.logging
         access_log=not settings.is_production,
         server_header=False,
