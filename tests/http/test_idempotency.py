@@ -9,13 +9,16 @@ from typing import Any
 
 import httpx
 import pytest
+import sqlalchemy.exc
 from fastapi import APIRouter, FastAPI
 from pydantic import BaseModel, ConfigDict
 from sqlalchemy import text
 
+from payment_service.config import Settings
 from payment_service.deps import IdempotencyClaim, Session
 from payment_service.errors import Conflict
 from payment_service.kit import idempotency
+from payment_service.middleware import UnitOfWorkMiddleware
 from payment_service.resources import Resources
 from tests.conftest import Tokens
 
@@ -238,6 +241,43 @@ class TestClaim:
             await s.commit()
         assert isinstance(again, idempotency.Claim)
         assert again.resumed
+
+    async def test_an_unlock_that_fails_is_retried_in_the_background(
+        self, db: Resources, settings: Settings, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Under overload the unlock after a failed request gets no pooled connection either; the
+        key must not stay locked (409 to every retry) until the lock times out."""
+        t0 = datetime.now(UTC)
+        async with db.sessionmaker() as s:
+            claimed = await self.claim(s, "bg", now=t0)
+            await s.commit()  # a checkpoint committed the key; then the request failed
+        real_release = idempotency.release
+        calls = 0
+
+        async def flaky_release(session: Any, claim_: idempotency.Claim) -> None:
+            nonlocal calls
+            calls += 1
+            if calls == 1:
+                raise sqlalchemy.exc.TimeoutError("QueuePool limit reached")
+            await real_release(session, claim_)
+
+        monkeypatch.setattr(idempotency, "release", flaky_release)
+        uow = UnitOfWorkMiddleware(
+            FastAPI(), sessionmaker=lambda: db.sessionmaker, settings=settings, clock=lambda: db.clock
+        )
+
+        async with db.sessionmaker() as s:
+            await uow._abandon(s, claimed)
+        await asyncio.wait_for(asyncio.gather(*uow._releases), 5)
+
+        assert calls == 2
+        async with db.sessionmaker() as s:
+            locked = (
+                await s.execute(
+                    text("SELECT locked_at FROM idempotency_keys WHERE key = 'bg' AND principal = 'user:1'")
+                )
+            ).scalar_one()
+        assert locked is None
 
     async def test_prune_deletes_only_old_keys(self, db: Resources) -> None:
         now = datetime.now(UTC)
