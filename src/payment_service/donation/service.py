@@ -238,6 +238,33 @@ def _new_donation(
     )
 
 
+def _from_request(
+    principal: Principal,
+    data: DonationCreate,
+    settings: DonationSettings,
+    *,
+    now: datetime,
+    request_key: uuid.UUID | None,
+) -> Donation:
+    """The (pending, unsaved) donation an API request asks for. Raises DonorNotAllowed,
+    InvalidStreamer, SelfDonation, InvalidDonationAmount."""
+    donor_id = _donor(principal, data.donor_id)
+    _check_streamer(data.streamer_id, donor_id)
+    return _new_donation(
+        settings=settings,
+        streamer_id=data.streamer_id,
+        donor_id=donor_id,
+        created_by=principal.key,
+        source=DonationSource.wallet if data.method == WALLET else DonationSource.payment,
+        method=str(data.method),
+        money=_amount(data.amount, settings),
+        message=data.message,
+        display_name=data.display_name,
+        now=now,
+        request_key=request_key,
+    )
+
+
 async def create(
     session: AsyncSession,
     *,
@@ -275,30 +302,17 @@ async def create(
                 existing = await _reload(session, existing.id)
             return existing, payment
 
-    donor_id = _donor(principal, data.donor_id)
-    _check_streamer(data.streamer_id, donor_id)
-    money = _amount(data.amount, settings)
     now = clock.now()
     wallet = data.method == WALLET
-    donation = _new_donation(
-        settings=settings,
-        streamer_id=data.streamer_id,
-        donor_id=donor_id,
-        created_by=principal.key,
-        source=DonationSource.wallet if wallet else DonationSource.payment,
-        method=str(data.method),
-        money=money,
-        message=data.message,
-        display_name=data.display_name,
-        now=now,
-        request_key=claim.id if claim else None,
-    )
+    donation = _from_request(principal, data, settings, now=now, request_key=claim.id if claim else None)
     if wallet:
         # Not flushed yet: _process flushes it once, already processed (one INSERT, no UPDATE);
         # a wallet short of money leaves nothing behind.
         session.add(donation)
         try:
-            await _process(session, donation, source=accounts.user_wallet(donor_id, money.currency), now=now)
+            await _process(
+                session, donation, source=accounts.user_wallet(donation.donor_id, donation.currency), now=now
+            )
         except ledger_service.InsufficientFunds as exc:
             raise InsufficientWalletFunds(
                 f"The wallet has {exc.available} available; {exc.required} is needed",
@@ -375,29 +389,14 @@ async def create_from_wallet_at_once(
     """
     if data.method != WALLET:
         return "not_wallet"
-    try:
-        donor_id = _donor(principal, data.donor_id)
-        _check_streamer(data.streamer_id, donor_id)
-        money = _amount(data.amount, settings)
-    except AppError as exc:
-        return exc.code
     now = clock.now()
     key_id = uuid.uuid4()
-    donation = _new_donation(
-        settings=settings,
-        streamer_id=data.streamer_id,
-        donor_id=donor_id,
-        created_by=principal.key,
-        source=DonationSource.wallet,
-        method=WALLET,
-        money=money,
-        message=data.message,
-        display_name=data.display_name,
-        now=now,
-        request_key=key_id,
-    )
+    try:
+        donation = _from_request(principal, data, settings, now=now, request_key=key_id)
+    except AppError as exc:
+        return exc.code
     transfer = ledger_service.prepare(
-        postings=split_postings(donation, accounts.user_wallet(donor_id, money.currency)),
+        postings=split_postings(donation, accounts.user_wallet(donation.donor_id, donation.currency)),
         idempotency_key=f"{_reference(donation)}:split",
         reference=_reference(donation),
         reason=LEDGER_REASON,

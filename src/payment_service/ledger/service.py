@@ -320,17 +320,17 @@ async def transfer(
     pending incoming) of the given accounts after the transfer. Raises InsufficientFunds,
     LimitExceeded, LedgerIdempotencyConflict, LedgerBusy.
     """
-    return await _create(
+    return await _post(
         session,
-        kind=TransferKind.transfer,
-        postings=postings,
-        idempotency_key=idempotency_key,
-        reference=reference,
-        reason=reason,
-        now=now,
-        metadata=metadata,
-        ceilings=ceilings,
-        expires_at=None,
+        prepare(
+            postings=postings,
+            idempotency_key=idempotency_key,
+            reference=reference,
+            reason=reason,
+            now=now,
+            metadata=metadata,
+            ceilings=ceilings,
+        ),
     )
 
 
@@ -353,17 +353,19 @@ async def hold(
     checked against ``now``, so that a late retry still replays). The returned transfer's id is
     the hold id. Raises like :func:`transfer`.
     """
-    return await _create(
+    return await _post(
         session,
-        kind=TransferKind.hold,
-        postings=postings,
-        idempotency_key=idempotency_key,
-        reference=reference,
-        reason=reason,
-        now=now,
-        metadata=metadata,
-        ceilings=ceilings,
-        expires_at=expires_at,
+        prepare(
+            kind=TransferKind.hold,
+            postings=postings,
+            idempotency_key=idempotency_key,
+            reference=reference,
+            reason=reason,
+            now=now,
+            metadata=metadata,
+            ceilings=ceilings,
+            expires_at=expires_at,
+        ),
     )
 
 
@@ -454,36 +456,13 @@ def prepare(
     )
 
 
-async def _create(
-    session: Executor,
-    *,
-    kind: TransferKind,
-    postings: Sequence[Posting],
-    idempotency_key: str,
-    reference: str,
-    reason: str,
-    now: datetime,
-    metadata: dict[str, Any] | None,
-    ceilings: Mapping[AccountSpec, Money] | None,
-    expires_at: datetime | None,
-) -> Transfer:
-    prepared = prepare(
-        kind=kind,
-        postings=postings,
-        idempotency_key=idempotency_key,
-        reference=reference,
-        reason=reason,
-        now=now,
-        metadata=metadata,
-        ceilings=ceilings,
-        expires_at=expires_at,
-    )
+async def _post(session: Executor, prepared: PreparedTransfer) -> Transfer:
     row = await _call(repository.call_post(session, **prepared.params))
     if row.status == "unknown_accounts":
         # First use of an account: create what is missing, then post (rare: one extra round trip).
         await ensure_accounts(session, prepared.accounts)
         row = await _call(repository.call_post(session, **prepared.params))
-    return await _outcome(session, row, key=idempotency_key, created=prepared.created)
+    return await _outcome(session, row, key=prepared.params["key"], created=prepared.created)
 
 
 async def post_hold(
