@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import resource
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
@@ -283,7 +284,10 @@ def run(job: object) -> dict[str, Any]:
     from benchmarks.service import watchers
 
     if isinstance(job, ClosedLoopJob):
-        return uvloop.run(closed_loop(job))
+        result = uvloop.run(closed_loop(job))
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        result["cpu_seconds"] = usage.ru_utime + usage.ru_stime  # of this load process (spawned for the job)
+        return result
     if isinstance(job, OpenLoopJob):
         return uvloop.run(open_loop(job))
     if isinstance(job, ConcurrentJob):

@@ -11,7 +11,7 @@ import redis.asyncio as aioredis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from payment_service.config import Settings
-from payment_service.db import create_engine, create_sessionmaker
+from payment_service.db import CommitWaker, asyncpg_dsn, create_engine, create_sessionmaker
 from payment_service.kit.clock import Clock, SystemClock
 from payment_service.providers.payout_registry import PayoutRegistry
 from payment_service.providers.registry import ProviderRegistry
@@ -33,6 +33,8 @@ class Resources:
     read_sessionmaker: async_sessionmaker[AsyncSession] | None = None
     """Sessions in autocommit for read-only endpoints (``deps.ReadSession``): each statement is its
     own transaction, so a read costs its statement alone, not BEGIN + statement + COMMIT."""
+    waker: CommitWaker | None = None
+    """NOTIFYs after commit for what the process's transactions asked to wake (``db.wake_after_commit``)."""
     health_connection: Any = None
     """The readiness check's own asyncpg connection (outside the pool: a pool saturated by work is
     busy, not down). Opened by the first check, closed by :meth:`close`."""
@@ -40,10 +42,12 @@ class Resources:
     @classmethod
     def build(cls, settings: Settings, *, application_name: str = "payment-service") -> Resources:
         engine = create_engine(settings.db, application_name=application_name)
+        waker = CommitWaker(asyncpg_dsn(settings.db.url.get_secret_value()))
         return cls(
             settings=settings,
             engine=engine,
-            sessionmaker=create_sessionmaker(engine),
+            waker=waker,
+            sessionmaker=create_sessionmaker(engine, waker=waker),
             read_sessionmaker=create_sessionmaker(engine.execution_options(isolation_level="AUTOCOMMIT")),
             redis=aioredis.Redis.from_url(
                 settings.redis.url.get_secret_value(), socket_timeout=2.0, socket_connect_timeout=2.0
@@ -70,4 +74,6 @@ class Resources:
             with contextlib.suppress(Exception):
                 await self.health_connection.close(timeout=2)
             self.health_connection = None
+        if self.waker is not None:
+            await self.waker.close()
         await self.engine.dispose()

@@ -1,4 +1,4 @@
-"""emit(): one INSERT in the caller's transaction, NOTIFY at commit only."""
+"""emit(): one INSERT in the caller's transaction; NOTIFY after commit only, from the process's waker."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import asyncpg
 import pytest
 from sqlalchemy import event, select, text
 
-from payment_service.db import asyncpg_dsn, transaction
+from payment_service.db import CommitWaker, asyncpg_dsn, transaction
 from payment_service.logging import correlation_id_var
 from payment_service.models.outbox import OutboxEvent
 from payment_service.outbox import service as outbox_service
@@ -62,7 +62,9 @@ class TestEmit:
 
         assert len(statements) == 1
         assert "INSERT INTO outbox_events" in statements[0]
-        assert "pg_notify" in statements[0]
+        # never inside the writer's transaction: its COMMIT would then take Postgres' database-wide
+        # notification lock until the WAL flush (db.CommitWaker)
+        assert "pg_notify" not in statements[0]
 
     async def test_rolled_back_event_never_exists(self, db: Resources) -> None:
         async def failing_unit_of_work() -> None:
@@ -106,6 +108,31 @@ class TestNotify:
             assert received.empty()
         finally:
             await listener.close()
+
+    async def test_wake_ups_asked_while_one_is_in_flight_go_out_together(self, db: Resources) -> None:
+        listener = await asyncpg.connect(asyncpg_dsn(db.settings.db.url.get_secret_value()))
+        received: asyncio.Queue[str] = asyncio.Queue()
+        for channel in ("outbox", "provider_events"):
+            await listener.add_listener(channel, lambda *args: received.put_nowait(args[2]))
+        waker = CommitWaker(asyncpg_dsn(db.settings.db.url.get_secret_value()))
+        try:
+            for _ in range(50):
+                waker.wake(("outbox",))
+            waker.wake(("provider_events",))
+            got = {await asyncio.wait_for(received.get(), timeout=5) for _ in range(2)}
+            assert got == {"outbox", "provider_events"}
+            await asyncio.sleep(0.2)
+            assert 1 <= waker.sent <= 2  # 51 wake-ups, the first statement plus one for the rest
+            assert received.qsize() <= 1  # "outbox" at most once more (from the second statement)
+        finally:
+            await waker.close()
+            await listener.close()
+
+    async def test_an_unreachable_database_costs_the_wake_up_only(self) -> None:
+        waker = CommitWaker("postgresql://postgres@127.0.0.1:1/none", connect_timeout=1)
+        waker.wake(("outbox",))  # never raises to the committed request
+        await waker.close()
+        assert waker.sent == 0
 
 
 class TestPrune:

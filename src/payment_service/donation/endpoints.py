@@ -20,6 +20,7 @@ from payment_service.kit.money import Money, MoneyValue
 from payment_service.middleware import FastRequest
 from payment_service.models.donation import Donation, DonationSource, DonationStatus
 from payment_service.models.payment import Payment
+from payment_service.outbox import service as outbox_service
 from payment_service.payment.schemas import CustomerActionOut
 from payment_service.payment.states import PaymentStatus
 from payment_service.resources import Resources as ResourcesT
@@ -126,6 +127,8 @@ async def create_donation_at_once(request: FastRequest, resources: ResourcesT) -
     )
     if isinstance(done, str):
         return done
+    if resources.waker is not None:
+        resources.waker.wake((outbox_service.WAKE_CHANNEL,))
     try:
         publisher.schedule([alerts.CommittedAlert.of(done.donation)])
     except Exception as exc:  # committed: the worker publishes what the process did not

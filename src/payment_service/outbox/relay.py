@@ -7,7 +7,9 @@ How it works (details and trade-offs in ``docs/events.md``):
   retry every few seconds. If the leader's process or connection dies, Postgres releases the
   lock and a standby takes over. One leader keeps per-key order across worker processes
   (several relays claiming with SKIP LOCKED would publish rows of one key in parallel).
-* **Wake on commit.** ``emit`` queues ``NOTIFY outbox`` in the writer's transaction; the leader
+* **Wake on commit.** ``emit`` marks the writer's session; after its COMMIT the writer's process
+  sends ``NOTIFY outbox`` from a connection of its own (``db.CommitWaker``: a NOTIFY inside the
+  writer's transaction would serialize all commits on Postgres' notification lock). The leader
   LISTENs on its connection and wakes at once, with a fallback poll every
   ``outbox.poll_interval_seconds`` (≤ 1 s) in case a notification is lost.
 * **Batches.** In one transaction: lock up to ``outbox.batch_size`` unpublished rows in ``seq``
@@ -125,6 +127,9 @@ class OutboxRelay:
                     server_settings={
                         "application_name": f"payment-service-{self.name}",
                         "statement_timeout": str(self._statement_timeout_ms),
+                        # a generic plan cached while the table was tiny (a full scan) would stay for
+                        # the connection's life; a batch is worth planning each time
+                        "plan_cache_mode": "force_custom_plan",
                     },
                 )
                 await self._serve(conn, stop)

@@ -16,20 +16,18 @@ import orjson
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from payment_service.db import wake_after_commit
+
 NOTIFY_CHANNEL = "outbox"
 LEADER_LOCK_NAME = "payment-service:outbox-relay"
 
-# One round trip: the INSERT and the NOTIFY (delivered by Postgres at COMMIT, dropped on
-# ROLLBACK; identical notifications of one transaction are folded into one).
+# One round trip. The relay is woken after COMMIT by the process's CommitWaker, never by a NOTIFY
+# inside this transaction (that would serialize every writer's commit: see db.py).
 _INSERT = text(
     """
-    WITH ins AS (
-        INSERT INTO outbox_events (id, topic, key, type, version, source, payload, headers, correlation_id)
-        VALUES (:id, :topic, :key, :type, :version, :source,
-                CAST(:payload AS jsonb), CAST(:headers AS jsonb), :correlation_id)
-        RETURNING seq
-    )
-    SELECT pg_notify('outbox', '') FROM ins
+    INSERT INTO outbox_events (id, topic, key, type, version, source, payload, headers, correlation_id)
+    VALUES (:id, :topic, :key, :type, :version, :source,
+            CAST(:payload AS jsonb), CAST(:headers AS jsonb), :correlation_id)
     """
 )
 
@@ -61,6 +59,7 @@ async def insert(
             "correlation_id": correlation_id,
         },
     )
+    wake_after_commit(session, NOTIFY_CHANNEL)
 
 
 async def delete_published(session: AsyncSession, *, older_than: datetime, batch: int) -> int:

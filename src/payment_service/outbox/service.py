@@ -2,8 +2,8 @@
 
 Invariants:
 
-* :func:`emit` only INSERTs one row (one round trip, which also queues ``NOTIFY outbox`` so the
-  relay wakes at COMMIT); it never talks to Kafka. If the transaction rolls back, the event
+* :func:`emit` only INSERTs one row (one round trip; the process's ``CommitWaker`` wakes the relay
+  after COMMIT, see ``db.wake_after_commit``); it never talks to Kafka. If the transaction rolls back, the event
   never existed.
 * Services never publish directly: everything that leaves the service is an outbox row.
 * Delivery is at least once, in ``seq`` order per key; consumers dedupe on the event id.
@@ -23,6 +23,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from payment_service.logging import correlation_id_var
 from payment_service.outbox import repository
 from payment_service.outbox.events import Event
+
+WAKE_CHANNEL = repository.NOTIFY_CHANNEL
+"""The relay's wake-up channel, for writers outside a session (``CommitWaker.wake`` after their commit)."""
 
 SOURCE = "payment-service"
 """CloudEvents ``source`` of every event this service emits."""

@@ -11,7 +11,11 @@ import orjson
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from payment_service.db import wake_after_commit
 from payment_service.models.payment import ProviderEvent, ProviderEventStatus
+
+NOTIFY_CHANNEL = "provider_events"
+"""The worker's webhook applier LISTENs here; woken after the storing transaction commits."""
 
 _INSERT = text(
     """
@@ -37,7 +41,8 @@ async def insert(
     summary: dict[str, Any],
     now: datetime,
 ) -> uuid.UUID | None:
-    """Store the event once; None when (provider, external_id) was stored before. Wakes the worker."""
+    """Store the event once; None when (provider, external_id) was stored before. Wakes the worker
+    after COMMIT."""
     row = (
         await session.execute(
             _INSERT,
@@ -55,7 +60,7 @@ async def insert(
         )
     ).scalar_one_or_none()
     if row is not None:
-        await session.execute(text("SELECT pg_notify('provider_events', '')"))
+        wake_after_commit(session, NOTIFY_CHANNEL)
     return row
 
 
