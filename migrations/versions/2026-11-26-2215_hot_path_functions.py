@@ -14,7 +14,8 @@
    15.8 M rows read, in 20 s of wallet donations; Postgres CPU per donation 2.1 ms → 1.1 ms
    once replanned). Every statement of these functions reads rows by key or id, so an index
    plan is right at every table size; ``ledger_fold_deltas`` (which reads the whole small
-   deltas table) keeps the planner's choice.
+   deltas table) keeps the planner's choice. A later ``CREATE OR REPLACE`` of one of these
+   functions drops its ``SET`` clauses unless it repeats them: repeat them.
 
 Revision ID: 0012_hot_path_functions
 Revises: 0011_donation_wallet_at_once

@@ -79,10 +79,9 @@ def create_sessionmaker(engine: AsyncEngine, *, waker: CommitWaker | None = None
 # here, 64 concurrent wallet donations spent most of their time waiting on that lock
 # ("Lock:object" in pg_stat_activity) and throughput was capped at 1 / fsync time. So a writer
 # only marks its session (:func:`wake_after_commit`); after the COMMIT the process's
-# :class:`CommitWaker` sends the NOTIFY from its own connection, in a transaction that writes
-# nothing (no WAL flush: the lock is held for microseconds), folding the wake-ups of many
-# commits into one statement. A lost wake-up (the waker's connection down) costs latency only:
-# every listener also polls.
+# :class:`CommitWaker` sends the NOTIFY from its own connection (``synchronous_commit = off``:
+# no WAL flush under the lock), folding the wake-ups of many commits into one statement. A lost
+# wake-up (the waker's connection down) costs latency only: every listener also polls.
 
 _WAKER = "commit_waker"
 _CHANNELS = "wake_channels"
@@ -103,50 +102,93 @@ def wake_after_commit(session: AsyncSession, channel: str) -> None:
 
 @event.listens_for(_WakingSession, "after_commit")
 def _after_commit(session: Session) -> None:
+    if session.in_nested_transaction():
+        return  # a savepoint released: nothing is visible to others before the outer COMMIT
     channels = session.info.pop(_CHANNELS, None)
     waker = session.info.get(_WAKER)
     if channels and waker is not None:
-        waker.wake(channels)
+        try:
+            waker.wake(channels)
+        except Exception as exc:  # the transaction has committed: never fail the request now
+            log.warning("commit_wake_failed", channels=sorted(channels), error=repr(exc))
 
 
 @event.listens_for(_WakingSession, "after_rollback")
 def _after_rollback(session: Session) -> None:
+    if session.in_nested_transaction():
+        return  # a savepoint rolled back: what the outer transaction wrote may still commit
     session.info.pop(_CHANNELS, None)
 
 
 class CommitWaker:
     """Sends the NOTIFYs of committed transactions from one connection of its own (outside the
     pool: a pool saturated by requests must not delay wake-ups). At most one statement is in
-    flight; wake-ups asked for meanwhile go out together in the next one."""
+    flight; wake-ups asked for meanwhile go out together in the next one.
 
-    def __init__(self, dsn: str, *, connect_timeout: float = 5.0) -> None:
+    The NOTIFY's own transaction still takes Postgres' notification lock and gets a transaction
+    id, so its connection runs with ``synchronous_commit = off``: the lock is then not held across
+    a WAL flush (a notification is not durable anyway: listeners that miss one poll). After a
+    failure the waker stays quiet for ``retry_after`` seconds (one warning, no reconnect storm
+    when the database refuses connections), leaving the rows to the listeners' poll."""
+
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        connect_timeout: float = 5.0,
+        statement_timeout: float = 2.0,
+        retry_after: float = 1.0,
+        application_name: str = "payment-service-waker",
+    ) -> None:
         self._dsn = dsn
         self._connect_timeout = connect_timeout
+        self._statement_timeout = statement_timeout
+        self._retry_after = retry_after
+        self._application_name = application_name
         self._pending: set[str] = set()
         self._conn: Any = None
         self._task: asyncio.Task[None] | None = None
+        self._quiet_until = 0.0
+        self._closed = False
         self.sent = 0
         """Statements sent (each may carry many wake-ups)."""
 
     def wake(self, channels: Iterable[str]) -> None:
         """Ask for a NOTIFY on each channel; returns at once (must run on the event loop)."""
+        if self._closed:
+            return
+        loop = asyncio.get_running_loop()
+        if loop.time() < self._quiet_until:
+            return  # failing: the listeners' poll finds the rows
         self._pending.update(channels)
         if self._task is None or self._task.done():
-            self._task = asyncio.get_running_loop().create_task(self._send())
+            self._task = loop.create_task(self._send())
 
     async def _send(self) -> None:
-        while self._pending:
+        while self._pending and not self._closed:
             channels = sorted(self._pending)
             self._pending.clear()
             try:
                 if self._conn is None or self._conn.is_closed():
-                    self._conn = await asyncpg.connect(self._dsn, timeout=self._connect_timeout)
-                await self._conn.execute("SELECT pg_notify(c, '') FROM unnest($1::text[]) AS c", channels)
+                    self._conn = await asyncpg.connect(
+                        self._dsn,
+                        timeout=self._connect_timeout,
+                        server_settings={
+                            "application_name": self._application_name,
+                            "synchronous_commit": "off",
+                            "statement_timeout": str(int(self._statement_timeout * 1000)),
+                        },
+                    )
+                await self._conn.execute(
+                    "SELECT pg_notify(c, '') FROM unnest($1::text[]) AS c", channels, timeout=self._statement_timeout
+                )
                 self.sent += 1
-            except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            except Exception as exc:
                 log.warning("commit_wake_failed", channels=channels, error=repr(exc))
+                self._pending.clear()
+                self._quiet_until = asyncio.get_running_loop().time() + self._retry_after
                 await self._drop()
-                return  # the listeners' fallback poll finds the rows
+                return
 
     async def _drop(self) -> None:
         conn, self._conn = self._conn, None
@@ -155,9 +197,10 @@ class CommitWaker:
                 await conn.close(timeout=2)
 
     async def close(self) -> None:
+        self._closed = True
         if self._task is not None and not self._task.done():
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._task, timeout=2)
+                await asyncio.wait_for(self._task, timeout=self._statement_timeout + 1)
         await self._drop()
 
 

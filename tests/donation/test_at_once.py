@@ -74,6 +74,20 @@ class TestTaken:
         assert b["message"] == "Привет со стрима!"
         assert second.headers["content-type"] == "application/json"
 
+    async def test_it_wakes_the_relay_after_its_commit(self, donations: DonationsEnv) -> None:
+        await warm_up(donations)
+        listener = await asyncpg.connect(asyncpg_dsn(donations.resources.settings.db.url.get_secret_value()))
+        received: asyncio.Queue[str] = asyncio.Queue()
+        await listener.add_listener("outbox", lambda *args: received.put_nowait(args[2]))
+        try:
+            done = fast_path_count("done")
+            response = await donations.donate(method="wallet", amount="10.00", key="wake-1")
+            assert response.status_code == 201, response.text
+            assert fast_path_count("done") == done + 1
+            assert await asyncio.wait_for(received.get(), timeout=5) == "outbox"
+        finally:
+            await listener.close()
+
     async def test_it_writes_what_the_general_path_writes(self, donations: DonationsEnv) -> None:
         await warm_up(donations)
         done = fast_path_count("done")

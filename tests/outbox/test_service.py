@@ -109,6 +109,24 @@ class TestNotify:
         finally:
             await listener.close()
 
+    async def test_a_savepoint_neither_wakes_early_nor_drops_the_outer_wake_up(self, db: Resources) -> None:
+        listener = await asyncpg.connect(asyncpg_dsn(db.settings.db.url.get_secret_value()))
+        received: asyncio.Queue[str] = asyncio.Queue()
+        await listener.add_listener("outbox", lambda *args: received.put_nowait(args[2]))
+        try:
+            async with db.sessionmaker() as session:
+                async with session.begin_nested():
+                    await outbox_service.emit(session, DiagnosticPing(), key="in-savepoint")
+                with pytest.raises(RuntimeError):
+                    async with session.begin_nested():
+                        raise RuntimeError("a step that failed and was rolled back to its savepoint")
+                await asyncio.sleep(0.2)
+                assert received.empty()  # released savepoint: not committed yet
+                await session.commit()
+            assert await asyncio.wait_for(received.get(), timeout=5) == "outbox"
+        finally:
+            await listener.close()
+
     async def test_wake_ups_asked_while_one_is_in_flight_go_out_together(self, db: Resources) -> None:
         listener = await asyncpg.connect(asyncpg_dsn(db.settings.db.url.get_secret_value()))
         received: asyncio.Queue[str] = asyncio.Queue()
@@ -129,9 +147,14 @@ class TestNotify:
             await listener.close()
 
     async def test_an_unreachable_database_costs_the_wake_up_only(self) -> None:
-        waker = CommitWaker("postgresql://postgres@127.0.0.1:1/none", connect_timeout=1)
+        waker = CommitWaker("postgresql://postgres@127.0.0.1:1/none", connect_timeout=1, retry_after=60)
         waker.wake(("outbox",))  # never raises to the committed request
+        await asyncio.sleep(0.5)
+        waker.wake(("outbox",))  # failing: quiet for retry_after, no reconnect per commit
+        assert waker._task is not None
+        assert waker._task.done()
         await waker.close()
+        waker.wake(("outbox",))  # closed: nothing
         assert waker.sent == 0
 
 
