@@ -1,8 +1,8 @@
 """The one-statement wallet donation (``donation_create_from_wallet``) against the real Postgres.
 
 The unit-of-work middleware tries it first for ``POST /v1/donations``; whatever it does not do
-plainly (first use of an account, short funds, a known or busy key, a twin) the general path
-does. These tests prove that the fast path is really taken, writes the same rows as the general
+plainly (short funds, a known or busy key, a twin) the general path does; on first use of an
+account the ledger opens it and the statement runs again. These tests prove that the fast path is really taken, writes the same rows as the general
 path, is atomic, and that concurrency on one key or one wallet neither loses nor doubles money.
 """
 
@@ -16,6 +16,7 @@ import asyncpg
 import orjson
 import pytest
 from prometheus_client import REGISTRY
+from sqlalchemy import text
 
 from payment_service.auth import Principal, PrincipalKind
 from payment_service.db import asyncpg_dsn, transaction
@@ -41,24 +42,27 @@ def fast_path_count(outcome: str) -> float:
 
 
 async def warm_up(donations: DonationsEnv, *, funds: int = 1000_00) -> None:
-    """Fund the wallet and make one donation through the general path: it creates the streamer's
-    and the fee accounts (the fast path hands first use of an account to the general path)."""
+    """Fund the wallet and make one donation (it opens the streamer's and the fee accounts)."""
     await fund_wallet(donations.resources, VIEWER, funds)
     first = await donations.donate(method="wallet", amount="10.00")
     assert first.status_code == 201, first.text
 
 
 class TestTaken:
-    async def test_first_use_of_the_accounts_goes_the_general_way_then_the_fast_path_does_it(
+    async def test_first_use_of_the_accounts_opens_them_and_stays_on_the_fast_path(
         self, donations: DonationsEnv
     ) -> None:
         await fund_wallet(donations.resources, VIEWER, 1000_00)
+        streamer_account = accounts.streamer_balance(STREAMER, "RUB")
+        count = text("SELECT count(*) FROM ledger_accounts WHERE id = :id")
+        async with donations.resources.sessionmaker() as session:
+            assert (await session.execute(count, {"id": streamer_account.id})).scalar_one() == 0
         done, unknown = fast_path_count("done"), fast_path_count("unknown_accounts")
 
         first = await donations.donate(method="wallet", amount="10.00")
-        assert (fast_path_count("done"), fast_path_count("unknown_accounts")) == (done, unknown + 1)
+        assert (fast_path_count("done"), fast_path_count("unknown_accounts")) == (done + 1, unknown)
         second = await donations.donate(method="wallet", amount="123.45", key="fast-1")
-        assert (fast_path_count("done"), fast_path_count("unknown_accounts")) == (done + 1, unknown + 1)
+        assert (fast_path_count("done"), fast_path_count("unknown_accounts")) == (done + 2, unknown)
 
         assert first.status_code == second.status_code == 201, second.text
         a, b = first.json(), second.json()
@@ -70,6 +74,10 @@ class TestTaken:
         assert b["amount"] == {"value": "123.45", "currency": "RUB"}
         assert b["fee"] == {"value": "6.17", "currency": "RUB"}
         assert b["streamer_amount"] == {"value": "117.28", "currency": "RUB"}
+        async with donations.resources.sessionmaker() as session:
+            balance = (await ledger_service.balances(session, [streamer_account]))[streamer_account.id]
+        assert a["streamer_amount"] == {"value": "5.00", "currency": "RUB"}  # 10.00 less the minimum fee
+        assert balance.posted.amount_minor == 500 + 11728
         assert b["display_name"] == "Зритель"
         assert b["message"] == "Привет со стрима!"
         assert second.headers["content-type"] == "application/json"

@@ -380,8 +380,8 @@ async def create_from_wallet_at_once(
     ``acquire`` lends a connection in no transaction (taken only once the request is known to be a
     valid wallet donation). Returns the reason, with nothing written, whenever the general path must
     decide: not a wallet donation or invalid input (the general path renders the error), a known
-    or busy key (replay, 409, resume), a ledger refusal (short funds → 402; accounts created on
-    first use), a deadlock, a lost connection (the statement may have committed: the general path
+    or busy key (replay, 409, resume), a ledger refusal (short funds → 402; on first use of an
+    account the ledger opens it and the statement runs once more instead), a deadlock, a lost connection (the statement may have committed: the general path
     then finds the key and replays). The caller then runs :func:`create` in a unit of work as
     usual, so every outcome other than success is exactly the general path's. ``render`` turns
     the processed donation (without its alert position) into the response body. Raises
@@ -412,19 +412,26 @@ async def create_from_wallet_at_once(
     event = outbox_service.row_of(_processed_event(donation, now=now), key=donation.streamer_id)
     try:
         async with acquire() as conn:
-            outcome = await repository.create_from_wallet(
-                conn,
-                request=request,
-                key_id=key_id,
-                now=now,
-                response_status=response_status,
-                response_headers=response_headers,
-                body_head=head + b'"alert_id":',
-                body_tail=tail,
-                donation=donation,
-                transfer=transfer,
-                event=event,
-            )
+            for first_try in (True, False):
+                outcome = await repository.create_from_wallet(
+                    conn,
+                    request=request,
+                    key_id=key_id,
+                    now=now,
+                    response_status=response_status,
+                    response_headers=response_headers,
+                    body_head=head + b'"alert_id":',
+                    body_tail=tail,
+                    donation=donation,
+                    transfer=transfer,
+                    event=event,
+                )
+                if outcome.status != "unknown_accounts" or not first_try:
+                    break
+                # First donation to this streamer (or in this currency): nothing was written; the
+                # ledger opens the accounts (its own statement: an empty account is harmless even
+                # if the donation then fails), and the same statement runs again.
+                await ledger_service.ensure_accounts(conn, transfer.accounts)
     except _CONNECTION_ERRORS as exc:
         log.warning("donation_at_once_connection_lost", error=repr(exc))
         return "connection_lost"
