@@ -59,7 +59,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "would; 1 for --smoke, which runs beside the test suite and must not take its database connections)",
     )
     parser.add_argument("--concurrent-clients", type=int, help="scenario 2's clients (default 5000)")
-    parser.add_argument("--concurrent-seconds", type=float, help="scenario 2's bound per client (default 300)")
+    parser.add_argument(
+        "--concurrent-seconds",
+        type=float,
+        help="scenario 2's bound per client (default 300; at least 2.5 × clients ÷ the measured purchase capacity)",
+    )
     parser.add_argument("--ws-clients", type=int, help="scenario 3's WebSocket clients (default 1000)")
     parser.add_argument("--ws-hot-watchers", type=int, help="of them, on the hot streamer (default 50)")
     parser.add_argument("--hot-seconds", type=float, help="each phase of scenario 3 (default 30)")
