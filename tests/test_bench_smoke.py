@@ -19,6 +19,7 @@ SCENARIOS = {
     "outbox_lag",
     "posting",
     "posting_hot",
+    "outbox_lag_half",
     "relay_drain",
     "hot_streamer",
     "concurrent",
@@ -104,5 +105,7 @@ def test_scenario_details_have_what_the_report_promises(report: dict[str, Any]) 
     assert "recovery_ratio" in stress
 
     assert s["purchase"]["details"]["outbox"]["events"] > 0
+    assert s["outbox_lag_half"]["details"]["events_created"] > 0
+    assert s["outbox_lag_half"]["details"]["unpublished_after_settle"] == 0
     assert s["relay_drain"]["details"]["backlog"] > 0
     assert s["relay_drain"]["details"]["still_unpublished"] == 0

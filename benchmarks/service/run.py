@@ -23,6 +23,7 @@ SCENARIOS = (
     "purchase",
     "posting",
     "posting_hot",
+    "outbox_lag_half",
     "relay_drain",
     "hot_streamer",
     "concurrent",
@@ -94,6 +95,10 @@ async def _scenarios(ctx: Context, names: list[str]) -> list[ScenarioResult]:
         purchase = await throughput.purchase(ctx)
         return [purchase, await outbox.lag_under(ctx, purchase)]
 
+    async def lag_at_half() -> list[ScenarioResult]:
+        posting = by_name.get("posting")
+        return [await outbox.lag_at_half(ctx, posting.rate if posting else 2 * ctx.capacity)]
+
     async def drain() -> list[ScenarioResult]:
         posting = by_name.get("posting")
         return [await outbox.relay_drain(ctx, posting.rate if posting else 0.0)]
@@ -103,6 +108,7 @@ async def _scenarios(ctx: Context, names: list[str]) -> list[ScenarioResult]:
         "purchase": purchase_and_lag,
         "posting": lambda: _one(throughput.posting(ctx, hot=False)),
         "posting_hot": lambda: _one(throughput.posting(ctx, hot=True)),
+        "outbox_lag_half": lag_at_half,
         "relay_drain": drain,
         "hot_streamer": lambda: _one(hot_streamer.hot_streamer(ctx)),
         "concurrent": lambda: _one(concurrent.concurrent(ctx)),
@@ -110,7 +116,7 @@ async def _scenarios(ctx: Context, names: list[str]) -> list[ScenarioResult]:
     }
     for i, name in enumerate(names):
         if i:
-            waited, idle = await _quiesce(ctx, 10.0 if ctx.plan.smoke else 90.0)
+            waited, idle = await _quiesce(ctx, 5.0 if ctx.plan.smoke else 90.0)
             print(f"scenario {name} (after {waited:.1f} s of quiet: {idle}) ...", flush=True)
         else:
             print(f"scenario {name} ...", flush=True)

@@ -1,10 +1,14 @@
 """Scenario 5: the outbox relay.
 
-* ``outbox_lag`` — under scenario 1's purchase load: every event created in the window, its lag
-  ``published_at - created_at`` (``created_at`` is the writing transaction's start, ``published_at``
-  the broker's acknowledgement, both on this machine's clock), and the relay's publish rate;
-  the monitor's 250 ms samples of the backlog (count and age of the oldest unpublished event) are
-  the chart's extra panel.
+* ``outbox_lag`` — under scenario 1's purchase load (closed loop, the machine saturated): every
+  event created in the window, its lag ``published_at - created_at`` (``created_at`` is the
+  writing transaction's start, ``published_at`` the broker's acknowledgement, both on this
+  machine's clock), and the relay's publish rate; the monitor's 250 ms samples of the backlog
+  (count and age of the oldest unpublished event) are the chart's extra panel. At saturation the
+  notes' floor applies: the lag must not grow (the oldest unpublished event stays under 1 s).
+* ``outbox_lag_half`` — the notes' goal as defined there (P5: lag p99 ≤ 200 ms at half the posting
+  rate): open-loop wallet donations at 0.5 × the measured posting rate, each committing one event;
+  the lag of every event created in the window.
 * ``relay_drain`` — the relay's own throughput: the worker is paused (SIGSTOP) while N wallet
   donations go through the API (each commits one outbox row with its ledger posting, in the
   request's transaction), then resumed (SIGCONT); the backlog's publication rate is the drain
@@ -17,7 +21,7 @@ import asyncio
 import time
 
 from benchmarks.service import audit, loadgen
-from benchmarks.service.drivers import ClosedLoopJob
+from benchmarks.service.drivers import ClosedLoopJob, OpenLoopJob
 from benchmarks.service.report import Goal, ScenarioResult, from_samples
 from benchmarks.service.samples import OK, Sample
 from benchmarks.service.scenarios import UNIFORM_STREAMERS, Context, monitor_series
@@ -38,13 +42,75 @@ async def lag_under(ctx: Context, purchase: ScenarioResult) -> ScenarioResult:
         measured=(start, end),
     )
     never = sum(1 for _, p in events if p is None)
-    result.goals = [Goal("lag p99 ≤ 200 ms (notes P5)", result.latency.get("p99_ms", 0) <= 200 if samples else None)]
+    oldest = max((s.get("outbox_oldest_s", 0.0) for s in ctx.monitor.window(start, end)), default=0.0)
+    result.goals = [
+        Goal("lag does not grow: oldest unpublished < 1 s (notes P5 floor)", oldest < 1.0 if samples else None)
+    ]
     result.details = {
         "events_created": len(events),
         "unpublished_after_settle": never,
+        "oldest_unpublished_max_s": oldest,
         "summary": (
-            f"{len(events):,} events created during the purchase run; rate = events published per second; "
-            f"latency = per-event lag published_at − created_at; {never} still unpublished when read."
+            f"{len(events):,} events created during the purchase run (the machine saturated); rate = events "
+            f"published per second; latency = per-event lag published_at − created_at; oldest unpublished event "
+            f"at any 250 ms sample {oldest:.2f} s; {never} still unpublished when read."
+        ),
+    }
+    result.extra_series = {"outbox": monitor_series(ctx.monitor.window(start, result.ended), start).get("outbox")}
+    return result
+
+
+async def lag_at_half(ctx: Context, posting_rate: float) -> ScenarioResult:
+    """Open-loop wallet donations at half the posting rate; the lag of their events."""
+    plan = ctx.plan
+    rate = max(2.0, 0.5 * posting_rate)
+    processes = plan.load_processes
+    jobs = [
+        OpenLoopJob(
+            kind="donation",
+            base=ctx.stack.base,
+            tokens=ctx.donor_tokens[p::processes] or ctx.donor_tokens,
+            profile=[(0.0, rate / processes)],
+            seconds=plan.seconds,
+            streamers=UNIFORM_STREAMERS[p::processes],
+            tag="lag",
+            grace=30.0,
+            seed=400 + p,
+        )
+        for p in range(processes)
+    ]
+    parts = await asyncio.to_thread(loadgen.run_jobs, jobs)
+    start = min(p["started"] for p in parts)
+    end = start + plan.seconds
+    await audit.settle(ctx.stack.dsn, seconds=30)
+    events = await audit.outbox_events(ctx.stack.dsn, start, end)
+    samples: list[Sample] = [(p, (p - c) * 1000, OK) for c, p in events if p is not None]
+    result = from_samples(
+        "outbox_lag_half",
+        "Outbox lag at half the posting rate (open loop)",
+        "5",
+        samples,
+        started=start,
+        ended=max([end, *(s[0] for s in samples)]),
+        baseline=ctx.baseline,
+        measured=(start, end),
+    )
+    never = sum(1 for _, p in events if p is None)
+    donations = [s for part in parts for s in part["samples"]]
+    ok = sum(1 for s in donations if s[2] == OK)
+    result.goals = [Goal("lag p99 ≤ 200 ms (notes P5)", result.latency.get("p99_ms", 0) <= 200 if samples else None)]
+    result.checks_ok = never == 0 and ok == len(donations)
+    result.details = {
+        "offered_per_s": round(rate, 1),
+        "posting_rate": posting_rate,
+        "donations": len(donations),
+        "donations_ok": ok,
+        "events_created": len(events),
+        "unpublished_after_settle": never,
+        "summary": (
+            f"open-loop wallet donations at {rate:,.1f}/s (half the posting scenario's {posting_rate:,.1f}/s) for "
+            f"{plan.seconds:.0f} s: {ok:,} of {len(donations):,} answered 201; {len(events):,} events, latency = "
+            f"per-event lag published_at − created_at; {never} still unpublished when read."
         ),
     }
     result.extra_series = {"outbox": monitor_series(ctx.monitor.window(start, result.ended), start).get("outbox")}
