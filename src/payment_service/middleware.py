@@ -460,6 +460,11 @@ class UnitOfWorkMiddleware:
                 try:
                     await idempotency.complete(session, claimed, stored, now=clock.now())
                     await session.commit()
+                except idempotency.IdempotencyKeyInUse as exc:  # a retry took the key over: it finishes
+                    await session.rollback()
+                    log.warning("idempotency_claim_taken_over", key=claimed.key)
+                    await _send_problem(send, scope, exc)
+                    return
                 except Exception as exc:  # the work did not persist: tell the client so
                     await self._abandon(session, claimed)  # and let the advertised retry proceed
                     error_id = uuid.uuid4().hex

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict
 from sqlalchemy import text
 
 from payment_service.config import Settings
+from payment_service.db import checkpoint
 from payment_service.deps import IdempotencyClaim, Session
 from payment_service.errors import Conflict
 from payment_service.kit import idempotency
@@ -192,6 +193,44 @@ class TestIdempotencyKey:
         assert "kaboom" not in r.text
         assert await count_notes(db) == 0
 
+    async def test_a_request_whose_key_was_taken_over_answers_409_and_keeps_nothing_of_its_last_step(
+        self, app: FastAPI, client: httpx.AsyncClient, tokens: Tokens, db: Resources
+    ) -> None:
+        slow = APIRouter()
+
+        @slow.post("/v1/_test/slow", status_code=201)
+        async def outlived(session: Session, claim: IdempotencyClaim) -> dict[str, str]:
+            assert claim is not None
+            await session.execute(text(_NOTE), {"p": '{"step": 1}'})
+            await checkpoint(session)  # then a provider call outlives the lock timeout ...
+            async with db.sessionmaker() as other:  # ... and the client's retry takes the key over
+                await other.execute(
+                    text("UPDATE idempotency_keys SET lock_token = gen_random_uuid() WHERE id = :id"), {"id": claim.id}
+                )
+                await other.commit()
+            await session.execute(text(_NOTE), {"p": '{"step": 2}'})
+            return {"done": "yes"}
+
+        app.include_router(slow)
+        r = await client.post("/v1/_test/slow", json={}, headers=tokens.headers(tokens.user(), key="late"))
+
+        assert r.status_code == 409
+        assert r.json()["code"] == "idempotency_key_in_use"
+        assert r.headers["retry-after"] == "1"
+        assert await count_notes(db) == 1  # step 1 was checkpointed; step 2 rolled back
+        async with db.sessionmaker() as s:
+            row = (
+                await s.execute(text("SELECT response_status, locked_at FROM idempotency_keys WHERE key = 'late'"))
+            ).one()
+        assert row.response_status is None  # the retry that holds the key stores the response
+        assert row.locked_at is not None
+
+
+_NOTE = (
+    "INSERT INTO outbox_events (id, topic, key, type, version, source, payload) "
+    "VALUES (gen_random_uuid(), 'test.notes', 'x', 't', 1, 'tests', CAST(:p AS jsonb))"
+)
+
 
 class TestClaim:
     """The claim function itself, against Postgres."""
@@ -227,6 +266,44 @@ class TestClaim:
         assert taken.resumed is True
         assert taken.recovery_point == "attempt_created"
         assert taken.id == first.id
+
+    async def test_a_claim_taken_over_can_neither_record_progress_finish_nor_unlock(self, db: Resources) -> None:
+        """The first request outlived the lock timeout and its client's retry took the key over:
+        the first may not store its response over the retry's, nor free the retry's lock."""
+        t0 = datetime.now(UTC)
+        async with db.sessionmaker() as s:
+            first = await self.claim(s, "to", now=t0)
+            await s.commit()  # a checkpoint, then a provider call that hangs
+        async with db.sessionmaker() as s:
+            retry = await self.claim(s, "to", now=t0 + timedelta(seconds=61))
+            await s.commit()
+        assert isinstance(retry, idempotency.Claim)
+        assert retry.resumed
+        assert retry.token != first.token
+
+        stored = idempotency.StoredResponse(status=201, headers={}, body=b'{"first": true}')
+        async with db.sessionmaker() as s:
+            with pytest.raises(idempotency.IdempotencyKeyInUse):
+                await idempotency.set_recovery_point(s, first, "attempt_created", now=t0 + timedelta(seconds=62))
+            await s.rollback()
+            with pytest.raises(idempotency.IdempotencyKeyInUse):
+                await idempotency.complete(s, first, stored, now=t0 + timedelta(seconds=62))
+            await s.rollback()
+            await idempotency.release(s, first)  # a late background unlock of the first request
+            await s.commit()
+
+        async with db.sessionmaker() as s:
+            with pytest.raises(idempotency.IdempotencyKeyInUse):  # the retry still holds the key
+                await self.claim(s, "to", now=t0 + timedelta(seconds=63))
+            await s.rollback()
+            await idempotency.set_recovery_point(s, retry, "attempt_created", now=t0 + timedelta(seconds=63))
+            mine = idempotency.StoredResponse(status=201, headers={}, body=b'{"retry": true}')
+            await idempotency.complete(s, retry, mine, now=t0 + timedelta(seconds=64))
+            await s.commit()
+        async with db.sessionmaker() as s:
+            replay = await self.claim(s, "to", now=t0 + timedelta(seconds=65))
+            await s.rollback()
+        assert replay == mine
 
     async def test_release_unlocks_for_immediate_retry(self, db: Resources) -> None:
         t0 = datetime.now(UTC)

@@ -9,7 +9,12 @@ Design after Brandur Leach's Postgres idempotency keys (Stripe):
   first request's transaction is open, a transaction-scoped advisory lock on the key says so;
   after a ``db.checkpoint()`` (a provider call in flight) the row's ``locked_at`` says so, and a
   lock older than the timeout may be taken over by a retry (``Claim.resumed``) that continues
-  from ``recovery_point``;
+  from ``recovery_point``. Every claim holds the lock with a token of its own: a request whose
+  claim was taken over (it outlived the timeout) can no longer record a recovery point, store its
+  response or unlock the key — it gets 409 and the transaction in hand rolls back, so the key's
+  stored response is the new holder's, and a late unlock never frees the new holder's lock
+  (a ``db.checkpoint`` without a recovery point before it is not fenced: services record one
+  before each provider call);
 * a finished key replays the stored status, headers and body byte for byte;
 * keys are pruned after the retention period (72 h) by :func:`prune`.
 
@@ -61,6 +66,8 @@ class Claim:
     resumed: bool
     """True when a stale in-progress key was taken over (continue from ``recovery_point``)."""
     recovery_point: str
+    token: uuid.UUID
+    """This claim's hold on the key's lock (``idempotency_keys.lock_token``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,8 +118,9 @@ _CLAIM_NEW = text(
     WITH lock AS (
         SELECT pg_try_advisory_xact_lock(hashtextextended(:principal || chr(1) || :key, 0)) AS got
     ), ins AS (
-        INSERT INTO idempotency_keys (principal, key, id, method, path, fingerprint, locked_at, created_at)
-        SELECT :principal, :key, :id, :method, :path, :fingerprint, :now, :now FROM lock WHERE got
+        INSERT INTO idempotency_keys (principal, key, id, method, path, fingerprint, locked_at, lock_token,
+                                      created_at)
+        SELECT :principal, :key, :id, :method, :path, :fingerprint, :now, :token, :now FROM lock WHERE got
         ON CONFLICT (principal, key) DO NOTHING
         RETURNING id
     )
@@ -145,6 +153,7 @@ async def claim(
     used for a different request). Runs inside the request's transaction.
     """
     new_id = uuid.uuid4()
+    token = uuid.uuid4()
     row = (
         await session.execute(
             _CLAIM_NEW,
@@ -156,13 +165,16 @@ async def claim(
                 "path": path[:512],
                 "fingerprint": request_fingerprint,
                 "now": now,
+                "token": token,
             },
         )
     ).one()
     if not row.got:
         raise IdempotencyKeyInUse()
     if row.inserted is not None:
-        return Claim(id=row.inserted, principal=principal, key=key, resumed=False, recovery_point="started")
+        return Claim(
+            id=row.inserted, principal=principal, key=key, resumed=False, recovery_point="started", token=token
+        )
 
     existing = (await session.execute(_LOAD, {"principal": principal, "key": key})).one()
     if existing.fingerprint != request_fingerprint:
@@ -176,8 +188,11 @@ async def claim(
     if existing.locked_at is not None and existing.locked_at > now - lock_timeout:
         raise IdempotencyKeyInUse(retry_after=max(1, int(lock_timeout.total_seconds() // 4)))
     await session.execute(
-        text("UPDATE idempotency_keys SET locked_at = :now WHERE principal = :principal AND key = :key"),
-        {"now": now, "principal": principal, "key": key},
+        text(
+            "UPDATE idempotency_keys SET locked_at = :now, lock_token = :token "
+            "WHERE principal = :principal AND key = :key"
+        ),
+        {"now": now, "token": token, "principal": principal, "key": key},
     )
     return Claim(
         id=existing.id,
@@ -185,33 +200,48 @@ async def claim(
         key=key,
         resumed=True,
         recovery_point=existing.recovery_point,
+        token=token,
     )
+
+
+def _held(row: object) -> None:
+    """Raise when an update of the claim's own row (``RETURNING 1``) matched nothing: the claim
+    was taken over by a retry, which now holds the key."""
+    if row is None:
+        raise IdempotencyKeyInUse(retry_after=1)
 
 
 async def set_recovery_point(session: AsyncSession, claim_: Claim, point: str, *, now: datetime | None = None) -> None:
     """Record progress of a multi-phase request (commit it with ``db.checkpoint``).
 
     With ``now`` the in-progress lock is renewed too, so a long request is not taken over by a
-    retry while it is still working.
+    retry while it is still working. Raises IdempotencyKeyInUse when the claim was taken over.
     """
-    await session.execute(
+    result = await session.execute(
         text(
             "UPDATE idempotency_keys SET recovery_point = :p, locked_at = COALESCE(CAST(:now AS timestamptz), locked_at) "
-            "WHERE principal = :principal AND key = :key"
+            "WHERE principal = :principal AND key = :key AND lock_token = :token RETURNING 1"
         ),
-        {"p": point, "now": now, "principal": claim_.principal, "key": claim_.key},
+        {"p": point, "now": now, "principal": claim_.principal, "key": claim_.key, "token": claim_.token},
     )
+    _held(result.first())
 
 
 async def complete(session: AsyncSession, claim_: Claim, response: StoredResponse, *, now: datetime) -> None:
-    """Store the final response in the same transaction as the work and unlock the key."""
-    await session.execute(
+    """Store the final response in the same transaction as the work and unlock the key.
+
+    Raises IdempotencyKeyInUse when the claim was taken over meanwhile: the caller must roll the
+    work back (the request that took the key over finishes it).
+    """
+    result = await session.execute(
         text(
             """
             UPDATE idempotency_keys
             SET response_status = :status, response_headers = CAST(:headers AS jsonb),
-                response_body = :body, locked_at = NULL, completed_at = :now, recovery_point = 'finished'
-            WHERE principal = :principal AND key = :key
+                response_body = :body, locked_at = NULL, lock_token = NULL, completed_at = :now,
+                recovery_point = 'finished'
+            WHERE principal = :principal AND key = :key AND lock_token = :token
+            RETURNING 1
             """
         ),
         {
@@ -221,18 +251,21 @@ async def complete(session: AsyncSession, claim_: Claim, response: StoredRespons
             "now": now,
             "principal": claim_.principal,
             "key": claim_.key,
+            "token": claim_.token,
         },
     )
+    _held(result.first())
 
 
 async def release(session: AsyncSession, claim_: Claim) -> None:
-    """Unlock a key whose request failed after a checkpoint, so a retry may proceed at once."""
+    """Unlock a key whose request failed after a checkpoint, so a retry may proceed at once (a no-op
+    when the claim was taken over: the new holder keeps its lock)."""
     await session.execute(
         text(
-            "UPDATE idempotency_keys SET locked_at = NULL "
-            "WHERE principal = :principal AND key = :key AND response_status IS NULL"
+            "UPDATE idempotency_keys SET locked_at = NULL, lock_token = NULL "
+            "WHERE principal = :principal AND key = :key AND lock_token = :token AND response_status IS NULL"
         ),
-        {"principal": claim_.principal, "key": claim_.key},
+        {"principal": claim_.principal, "key": claim_.key, "token": claim_.token},
     )
 
 

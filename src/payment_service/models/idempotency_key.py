@@ -24,6 +24,8 @@ class IdempotencyKey(Base):
     fingerprint: Mapped[str] = mapped_column(String(64), nullable=False)
     recovery_point: Mapped[str] = mapped_column(String(64), nullable=False, server_default="started")
     locked_at: Mapped[datetime | None] = mapped_column()
+    lock_token: Mapped[uuid.UUID | None] = mapped_column()
+    """Which claim holds ``locked_at``: a claim that was taken over can neither finish nor unlock."""
     response_status: Mapped[int | None] = mapped_column(SmallInteger)
     response_headers: Mapped[dict[str, str] | None] = mapped_column(JSONB)
     response_body: Mapped[bytes | None] = mapped_column(LargeBinary)

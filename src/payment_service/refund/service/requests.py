@@ -211,7 +211,7 @@ async def request(
     )
     await _approve(session, payment, refund, basis, now=now)
     if claim is not None:
-        await idempotency.set_recovery_point(session, claim, "refund_recorded")
+        await idempotency.set_recovery_point(session, claim, "refund_recorded", now=now)
     if refund.destination is RefundDestination.original_method:
         await checkpoint(session)
         return await _execute(session, refund_id=refund.id, providers=providers, clock=clock)
