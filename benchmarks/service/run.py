@@ -177,7 +177,8 @@ async def main(args: argparse.Namespace) -> int:
     env = report.environment()
     if args.api_processes is None:
         args.api_processes = 1 if args.smoke else (os.cpu_count() or 1)
-    stack = Stack(args.dsn, args.redis, api_processes=args.api_processes)
+    # the smoke run shares Postgres' max_connections with the test suite running beside it
+    stack = Stack(args.dsn, args.redis, api_processes=args.api_processes, pool_size=8 if args.smoke else None)
     results: list[ScenarioResult] = []
     final: dict[str, Any] = {}
     monitor_samples: list[dict[str, Any]] = []

@@ -55,9 +55,14 @@ def role_of(cmdline: list[str]) -> str | None:
 class Stack:
     """``payment-service dev`` on a scratch database, stopped with SIGINT."""
 
-    def __init__(self, admin_dsn: str, redis_url: str, *, api_processes: int | None = None) -> None:
+    def __init__(
+        self, admin_dsn: str, redis_url: str, *, api_processes: int | None = None, pool_size: int | None = None
+    ) -> None:
         self.admin_dsn = admin_dsn
         self.api_processes = api_processes
+        self.pool_size = pool_size
+        """Pooled connections per process (default: the service's); the smoke run, which shares
+        Postgres' ``max_connections`` with the test suite, takes fewer."""
         self.database = f"bench_service_{os.getpid()}"
         self.dsn = admin_dsn.rsplit("/", 1)[0] + "/" + self.database
         self.port = free_port()
@@ -83,6 +88,8 @@ class Stack:
         env = {k: v for k, v in os.environ.items() if not k.startswith("PAYMENT_")}
         env.update(DATABASE_URL=self.dsn, REDIS_URL=self.redis_url, PAYMENT_LOG_LEVEL="WARNING")
         env["PAYMENT_DEV_ANY_PORTS"] = "1"  # free ports for broker and Vault: other stacks may be starting too
+        if self.pool_size is not None:
+            env.update(PAYMENT_DB__POOL_SIZE=str(self.pool_size), PAYMENT_DB__MAX_OVERFLOW="2")
         argv = [sys.executable, "-m", "payment_service.cli", "dev", "--port", str(self.port)]
         if self.api_processes:
             argv += ["--api-processes", str(self.api_processes)]
