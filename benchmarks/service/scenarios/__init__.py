@@ -12,11 +12,14 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 from dataclasses import dataclass, field
 from typing import Any
 
 from benchmarks.baseline import Baseline
+from benchmarks.service import loadgen
+from benchmarks.service.drivers import OpenLoopJob
 from benchmarks.service.monitor import Monitor
 from benchmarks.service.stack import Stack
 
@@ -108,6 +111,29 @@ class Context:
     def remember(self, records: list[dict[str, Any]]) -> None:
         for r in records:
             self.idempotency_keys[r["key"]] = r.get("payment_id")
+
+
+async def donations_open_loop(
+    ctx: Context, *, rate: float, streamers: list[str], seconds: float, tag: str, seed: int
+) -> list[dict[str, Any]]:
+    """Wallet donations arriving at ``rate``/s in all load processes for ``seconds`` (open loop),
+    spread over ``streamers``; the load processes' results."""
+    processes = ctx.plan.load_processes
+    jobs = [
+        OpenLoopJob(
+            kind="donation",
+            base=ctx.stack.base,
+            tokens=ctx.donor_tokens[p::processes] or ctx.donor_tokens,
+            profile=[(0.0, rate / processes)],
+            seconds=seconds,
+            streamers=streamers[p::processes] or streamers,
+            tag=tag,
+            grace=30.0,
+            seed=seed + p,
+        )
+        for p in range(processes)
+    ]
+    return await asyncio.to_thread(loadgen.run_jobs, jobs)
 
 
 def monitor_series(samples: list[dict[str, Any]], start: float) -> dict[str, Any]:

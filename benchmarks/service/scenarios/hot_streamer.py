@@ -28,11 +28,10 @@ import asyncpg
 import httpx
 
 from benchmarks.service import loadgen
-from benchmarks.service.drivers import OpenLoopJob
 from benchmarks.service.loadgen import LoadPool
 from benchmarks.service.report import Goal, ScenarioResult, from_samples
 from benchmarks.service.samples import OK, Sample, per_second, summary
-from benchmarks.service.scenarios import HOT_STREAMER, UNIFORM_STREAMERS, Context
+from benchmarks.service.scenarios import HOT_STREAMER, UNIFORM_STREAMERS, Context, donations_open_loop
 from benchmarks.service.watchers import WatchJob
 
 
@@ -45,22 +44,9 @@ def _watchers(ctx: Context) -> list[tuple[str, str]]:
 
 
 async def _phase(ctx: Context, rate: float, streamers: list[str], tag: str) -> list[dict[str, Any]]:
-    processes = ctx.plan.load_processes
-    jobs = [
-        OpenLoopJob(
-            kind="donation",
-            base=ctx.stack.base,
-            tokens=ctx.donor_tokens[p::processes] or ctx.donor_tokens,
-            profile=[(0.0, rate / processes)],
-            seconds=ctx.plan.hot_seconds,
-            streamers=streamers[p::processes] or streamers,
-            tag=tag,
-            grace=30.0,
-            seed=200 + p,
-        )
-        for p in range(processes)
-    ]
-    return await asyncio.to_thread(loadgen.run_jobs, jobs)
+    return await donations_open_loop(
+        ctx, rate=rate, streamers=streamers, seconds=ctx.plan.hot_seconds, tag=tag, seed=200
+    )
 
 
 async def _wait_for(counter: Any, target: int, seconds: float) -> bool:
