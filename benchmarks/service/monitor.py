@@ -3,7 +3,8 @@
 * ``/health/ready`` of the API: status code and latency (never shed by the overload guard);
 * RSS of every process of the stack (psutil);
 * the outbox: unpublished events and the age of the oldest (its own asyncpg connection);
-* from the API's ``/metrics``: the YooKassa breaker state, requests in flight, requests shed.
+* from the API's ``/metrics``: the YooKassa breaker state, requests in flight, requests shed, the
+  event loop's lag (largest of the last second, of whichever API process answered).
 
 Scenarios slice the samples by wall time (:meth:`Monitor.window`).
 """
@@ -22,7 +23,8 @@ import httpx
 from benchmarks.service.stack import Stack
 
 _METRIC = re.compile(
-    r'^(provider_breaker_state\{provider="(\w+)"\}|http_requests_in_flight|http_requests_shed_total) (\S+)$'
+    r'^(provider_breaker_state\{provider="(\w+)"\}|http_requests_in_flight|http_requests_shed_total'
+    r"|payment_event_loop_lag_seconds) (\S+)$"
 )
 
 

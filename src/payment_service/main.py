@@ -21,6 +21,7 @@ from payment_service.middleware import (
     RequestContextMiddleware,
     UnitOfWorkMiddleware,
 )
+from payment_service.providers import loop_lag
 from payment_service.resources import Resources
 from payment_service.vault import load_provider_credentials
 
@@ -50,6 +51,7 @@ def create_app(settings: Settings | None = None, resources: Resources | None = N
         if owned:
             res.provider_credentials = await load_provider_credentials(settings, res.http)
             res.start_providers()
+        loop_lag.monitor()  # payment_event_loop_lag_seconds from the start, not from the first provider call
         app.state.resources = res
         app.state.shutting_down = False
         log.info("api_started", env=str(settings.env), version=__version__)

@@ -107,7 +107,14 @@ async def hot_streamer(ctx: Context) -> ScenarioResult:
         Goal("balance exact", balance["ok"]),
     ]
     result.checks_ok = alerts["lost"] == 0 and alerts["doubled"] == 0 and alerts["unexpected"] == 0 and balance["ok"]
+    lags = [
+        s["payment_event_loop_lag_seconds"]
+        for s in ctx.monitor.window(started, ended)
+        if "payment_event_loop_lag_seconds" in s
+    ]
+    loop_lag_max_ms = round(max(lags, default=0.0) * 1000, 1)
     result.details = {
+        "api_loop_lag_max_ms": loop_lag_max_ms,
         "offered_rate": round(rate, 1),
         "capacity_used": ctx.capacity,
         "ws_clients": len(conns),
@@ -125,7 +132,8 @@ async def hot_streamer(ctx: Context) -> ScenarioResult:
             f"{phases['hot']['latency']['p99_ms']} vs {phases['uniform']['latency']['p99_ms']} ms). Alert latency "
             f"(201 → frame) p50 **{every['p50_ms']} ms**, p99 **{every['p99_ms']} ms** over {every['count']:,} frames "
             f"(hot phase p99 {alerts['by_phase'].get('hot', {}).get('p99_ms', '—')} ms); lost {alerts['lost']}, "
-            f"doubled {alerts['doubled']}, out of order {alerts['out_of_order']}, reconnects {alerts['reconnects']}. "
+            f"doubled {alerts['doubled']}, out of order {alerts['out_of_order']}, reconnects {alerts['reconnects']}; "
+            f"the API's event loop lagged at most {loop_lag_max_ms} ms (sampled every 250 ms). "
             f"Hot streamer balance {balance['api_minor'] / 100:,.2f} RUB = sum of 201s "
             f"{balance['expected_minor'] / 100:,.2f}: {balance['ok']}."
         ),

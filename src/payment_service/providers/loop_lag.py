@@ -10,7 +10,8 @@ could not read the answer in time (see ``_http.ProviderHTTP`` and ``providers/RE
 is exported as the gauge ``payment_event_loop_lag_seconds`` (the largest lag of the last second).
 
 ``monitor()`` returns the running loop's monitor, starting it on first use: one per loop (tests run
-many loops), nothing to wire at startup. Its cost is one timer wake-up every 50 ms.
+many loops). The API starts it at start-up so that the gauge is true before the first provider
+call. Its cost is one timer wake-up every 50 ms.
 """
 
 from __future__ import annotations
