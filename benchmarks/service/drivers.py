@@ -240,7 +240,8 @@ class ConcurrentJob:
     """Each client's flow must end within this (then it is a timeout)."""
     decline_share: float = 0.0
     connect_concurrency: int = 200
-    # 5000 clients polling is itself load: back off to 5 s, about what a storefront's status page does
+    # long-polls (PollPolicy.wait); the back-off is for a client that polls (wait=0): 5000 clients
+    # polling are themselves load, so up to 5 s, about what a storefront's status page does
     poll: PollPolicy = field(default_factory=lambda: PollPolicy(0.1, 1.6, 5.0))
     seed: int = 0
 

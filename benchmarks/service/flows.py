@@ -44,9 +44,14 @@ TransportError = (OSError, ConnectionClosed, httptools.HttpParserError)
 
 @dataclass(frozen=True)
 class PollPolicy:
+    """How a client waits for a payment's final status. With ``wait`` > 0 it long-polls
+    (``GET /v1/payments/{id}?wait=``: the answer comes when the status changes) and asks again at
+    once; with ``wait`` = 0 it polls, sleeping ``initial`` seconds growing by ``factor`` up to ``cap``."""
+
     initial: float = 0.02
     factor: float = 1.4
     cap: float = 0.25
+    wait: float = 10.0
 
 
 class Pool:
@@ -314,13 +319,20 @@ async def _complete(
                 rec.outcome, rec.error = ERROR, f"emulator pay: HTTP {pay.status}"
                 return
             paid = True
-        if not await _wait(interval, opts.deadline):
-            rec.outcome, rec.status = TIMEOUT, status
-            return
-        interval = min(opts.poll.cap, interval * opts.poll.factor)
+        if opts.poll.wait > 0:
+            if opts.deadline and time.time() >= opts.deadline:
+                rec.outcome, rec.status = TIMEOUT, status
+                return
+            path = f"/v1/payments/{rec.payment_id}?wait={opts.poll.wait:g}"
+        else:
+            if not await _wait(interval, opts.deadline):
+                rec.outcome, rec.status = TIMEOUT, status
+                return
+            interval = min(opts.poll.cap, interval * opts.poll.factor)
+            path = f"/v1/payments/{rec.payment_id}"
         rec.polls += 1
         try:
-            got = await http.get(f"/v1/payments/{rec.payment_id}", headers=auth)
+            got = await http.get(path, headers=auth)
         except (TimeoutError, *TransportError):
             continue
         if got.status == 503:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Iterator
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -91,26 +91,31 @@ class _WakingSession(Session):
     """The sync session behind every AsyncSession of :func:`create_sessionmaker`."""
 
 
-def wake_after_commit(session: AsyncSession, channel: str) -> None:
-    """NOTIFY ``channel`` once the session's transaction has committed (nothing if it rolls back)."""
-    channels = session.info.get(_CHANNELS)
-    if channels is None:
-        session.info[_CHANNELS] = {channel}
+Wake = tuple[str, str]
+"""A NOTIFY to send: (channel, payload)."""
+
+
+def wake_after_commit(session: AsyncSession, channel: str, payload: str = "") -> None:
+    """NOTIFY ``channel`` (with ``payload``, e.g. the id of what changed, for :class:`ChangeListener`)
+    once the session's transaction has committed; nothing if it rolls back."""
+    wakes = session.info.get(_CHANNELS)
+    if wakes is None:
+        session.info[_CHANNELS] = {(channel, payload)}
     else:
-        channels.add(channel)
+        wakes.add((channel, payload))
 
 
 @event.listens_for(_WakingSession, "after_commit")
 def _after_commit(session: Session) -> None:
     if session.in_nested_transaction():
         return  # a savepoint released: nothing is visible to others before the outer COMMIT
-    channels = session.info.pop(_CHANNELS, None)
+    wakes = session.info.pop(_CHANNELS, None)
     waker = session.info.get(_WAKER)
-    if channels and waker is not None:
+    if wakes and waker is not None:
         try:
-            waker.wake(channels)
+            waker.wake(wakes)
         except Exception as exc:  # the transaction has committed: never fail the request now
-            log.warning("commit_wake_failed", channels=sorted(channels), error=repr(exc))
+            log.warning("commit_wake_failed", channels=sorted({c for c, _ in wakes}), error=repr(exc))
 
 
 @event.listens_for(_WakingSession, "after_rollback")
@@ -145,7 +150,7 @@ class CommitWaker:
         self._statement_timeout = statement_timeout
         self._retry_after = retry_after
         self._application_name = application_name
-        self._pending: set[str] = set()
+        self._pending: set[Wake] = set()
         self._conn: Any = None
         self._task: asyncio.Task[None] | None = None
         self._quiet_until = 0.0
@@ -153,20 +158,21 @@ class CommitWaker:
         self.sent = 0
         """Statements sent (each may carry many wake-ups)."""
 
-    def wake(self, channels: Iterable[str]) -> None:
-        """Ask for a NOTIFY on each channel; returns at once (must run on the event loop)."""
+    def wake(self, wakes: Iterable[str | Wake]) -> None:
+        """Ask for a NOTIFY per channel (a bare name: empty payload) or per (channel, payload); returns
+        at once (must run on the event loop). Duplicates pending together go out once."""
         if self._closed:
             return
         loop = asyncio.get_running_loop()
         if loop.time() < self._quiet_until:
             return  # failing: the listeners' poll finds the rows
-        self._pending.update(channels)
+        self._pending.update((w, "") if isinstance(w, str) else w for w in wakes)
         if self._task is None or self._task.done():
             self._task = loop.create_task(self._send())
 
     async def _send(self) -> None:
         while self._pending and not self._closed:
-            channels = sorted(self._pending)
+            wakes = sorted(self._pending)
             self._pending.clear()
             try:
                 if self._conn is None or self._conn.is_closed():
@@ -180,11 +186,14 @@ class CommitWaker:
                         },
                     )
                 await self._conn.execute(
-                    "SELECT pg_notify(c, '') FROM unnest($1::text[]) AS c", channels, timeout=self._statement_timeout
+                    "SELECT pg_notify(c, p) FROM unnest($1::text[], $2::text[]) AS w(c, p)",
+                    [c for c, _ in wakes],
+                    [p for _, p in wakes],
+                    timeout=self._statement_timeout,
                 )
                 self.sent += 1
             except Exception as exc:
-                log.warning("commit_wake_failed", channels=channels, error=repr(exc))
+                log.warning("commit_wake_failed", channels=sorted({c for c, _ in wakes}), error=repr(exc))
                 self._pending.clear()
                 self._quiet_until = asyncio.get_running_loop().time() + self._retry_after
                 await self._drop()
@@ -202,6 +211,163 @@ class CommitWaker:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._task, timeout=self._statement_timeout + 1)
         await self._drop()
+
+
+class ChangeListener:
+    """Wake-ups for long-polls: one LISTEN connection per process, of its own (outside the pool).
+
+    A waiter registers what it waits for, a (channel, key) pair whose key is the payload writers
+    send with :func:`wake_after_commit` (a payment's id, say), *before* it reads the current state:
+    a change committed between its read and its wait still wakes it. A NOTIFY with that payload
+    sets the waiter's event and the waiter reads again. Nothing here is trusted for correctness:
+    a waiter always reads the state itself, the NOTIFY only says when.
+
+    The connection is opened by the first :meth:`listen` and re-opened by a later one after a loss
+    (at most once per ``retry_after`` while the database refuses). While it is down
+    :attr:`listening` is False and :meth:`wait` returns every ``poll_interval``: waiters poll.
+    Losing the connection sets every waiter's event (a NOTIFY may have been missed). At most
+    ``max_waiters`` wait at once; :meth:`watch` yields None beyond that and the caller answers at
+    once. :meth:`stop_waiting` (graceful shutdown) releases every waiter and every later one.
+    """
+
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        max_waiters: int = 10_000,
+        connect_timeout: float = 5.0,
+        retry_after: float = 1.0,
+        poll_interval: float = 0.5,
+        application_name: str = "payment-service-listener",
+    ) -> None:
+        self._dsn = dsn
+        self.max_waiters = max_waiters
+        self._connect_timeout = connect_timeout
+        self._retry_after = retry_after
+        self.poll_interval = poll_interval
+        self._application_name = application_name
+        self._waiters: dict[Wake, set[asyncio.Event]] = {}
+        self._channels: set[str] = set()
+        self._conn: Any = None
+        self._lock: asyncio.Lock | None = None
+        self._quiet_until = 0.0
+        self._stopping = False
+        self._closed = False
+        self.waiting = 0
+        """Waiters registered now."""
+
+    @property
+    def listening(self) -> bool:
+        return self._conn is not None and not self._conn.is_closed()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping
+
+    async def listen(self, channel: str) -> bool:
+        """Make sure the connection LISTENs on ``channel``; False when it cannot now (waiters poll)."""
+        if self.listening and channel in self._channels:
+            return True
+        if self._closed or self._stopping:
+            return False
+        loop = asyncio.get_running_loop()
+        if self._lock is None:
+            self._lock = asyncio.Lock()
+        async with self._lock:
+            if not self.listening:
+                if loop.time() < self._quiet_until:
+                    return False
+                self._channels.clear()
+                try:
+                    self._conn = await asyncpg.connect(
+                        self._dsn,
+                        timeout=self._connect_timeout,
+                        server_settings={"application_name": self._application_name},
+                    )
+                except Exception as exc:
+                    log.warning("change_listener_connect_failed", error=repr(exc))
+                    self._quiet_until = loop.time() + self._retry_after
+                    return False
+                self._conn.add_termination_listener(self._on_lost)
+            if channel not in self._channels:
+                try:
+                    await self._conn.add_listener(channel, self._on_notify)
+                except Exception as exc:
+                    log.warning("change_listener_listen_failed", channel=channel, error=repr(exc))
+                    await self._drop()
+                    self._quiet_until = loop.time() + self._retry_after
+                    return False
+                self._channels.add(channel)
+        return True
+
+    @contextlib.contextmanager
+    def watch(self, channel: str, key: str) -> Iterator[asyncio.Event | None]:
+        """Register a waiter for ``key`` on ``channel`` for the block; yields its event, or None
+        when ``max_waiters`` already wait or the listener is stopping."""
+        if self.waiting >= self.max_waiters or self._stopping:
+            yield None
+            return
+        event = asyncio.Event()
+        self._waiters.setdefault((channel, key), set()).add(event)
+        self.waiting += 1
+        try:
+            yield event
+        finally:
+            self.waiting -= 1
+            waiters = self._waiters.get((channel, key))
+            if waiters is not None:
+                waiters.discard(event)
+                if not waiters:
+                    del self._waiters[(channel, key)]
+
+    async def wait(self, event: asyncio.Event, timeout: float) -> bool:
+        """Sleep until ``event`` is set or ``timeout`` passes (``poll_interval`` at most while not
+        listening), then clear it. False when the caller should stop waiting (shutdown)."""
+        if self._stopping:
+            return False
+        if not self.listening:
+            timeout = min(timeout, self.poll_interval)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(event.wait(), timeout)
+        event.clear()
+        return not self._stopping
+
+    def stop_waiting(self) -> None:
+        """Release every waiter now and every later one at once (the server is shutting down)."""
+        self._stopping = True
+        self._wake_all()
+
+    def _on_notify(self, _conn: Any, _pid: int, channel: str, payload: str) -> None:
+        for waiter in self._waiters.get((channel, payload), ()):
+            waiter.set()
+
+    def _on_lost(self, _conn: Any) -> None:
+        self._conn = None
+        self._channels.clear()
+        self._wake_all()
+
+    def _wake_all(self) -> None:
+        for waiters in self._waiters.values():
+            for waiter in waiters:
+                waiter.set()
+
+    async def _drop(self) -> None:
+        conn, self._conn = self._conn, None
+        self._channels.clear()
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                await conn.close(timeout=2)
+
+    async def close(self) -> None:
+        self._closed = True
+        self.stop_waiting()
+        await self._drop()
+
+
+async def release(session: AsyncSession) -> None:
+    """Give a read session's connection back to the pool (before a long wait); the session takes
+    one again on its next statement. Read sessions only: a write session would lose its work."""
+    await session.close()
 
 
 @asynccontextmanager

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator, Callable, Coroutine
+from contextlib import AbstractAsyncContextManager
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
@@ -10,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from payment_service.auth import Principal as PrincipalT
 from payment_service.auth import bearer_token, decode_token
+from payment_service.db import ChangeListener
 from payment_service.kit.clock import Clock as ClockT
 from payment_service.kit.idempotency import Claim
 from payment_service.providers.registry import ProviderRegistry
@@ -56,6 +59,16 @@ async def get_read_session(request: Request) -> AsyncIterator[AsyncSession]:
         yield session
 
 
+async def get_listener(request: Request) -> ChangeListener | None:
+    return get_resources(request).listener
+
+
+async def get_park(request: Request) -> Callable[[], AbstractAsyncContextManager[object]]:
+    """The in-flight limit's parking for a long-poll's wait (``middleware.PARK_STATE``), if any."""
+    park: Callable[[], AbstractAsyncContextManager[object]] | None = getattr(request.state, "park_in_flight", None)
+    return park or contextlib.nullcontext
+
+
 async def get_principal(request: Request) -> PrincipalT:
     cached = getattr(request.state, "principal", None)
     if isinstance(cached, PrincipalT):
@@ -98,4 +111,6 @@ Principal = Annotated[PrincipalT, Depends(get_principal)]
 Clock = Annotated[ClockT, Depends(get_clock)]
 Resources = Annotated[ResourcesT, Depends(_resources_dependency)]
 Providers = Annotated[ProviderRegistry, Depends(get_providers)]
+Listener = Annotated[ChangeListener | None, Depends(get_listener)]
+Park = Annotated[Callable[[], AbstractAsyncContextManager[object]], Depends(get_park)]
 IdempotencyClaim = Annotated[Claim | None, Depends(get_idempotency_claim)]

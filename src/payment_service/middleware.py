@@ -43,6 +43,9 @@ log = structlog.get_logger(__name__)
 
 MUTATING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 UNSHED_PREFIXES = ("/health", "/metrics")
+PARK_STATE = "park_in_flight"
+"""``request.state`` attribute: an async context manager factory under which a request does not
+count as in flight (see :class:`InFlightLimitMiddleware`)."""
 _STORED_HEADERS = ("content-type", "location")
 
 
@@ -172,6 +175,9 @@ class InFlightLimitMiddleware:
       about the seconds needed to serve the requests refused in the last second at the rate
       requests completed in it (at most ``max_retry_after_seconds``), so that thousands of refused
       clients come back spread over that window instead of in the same second.
+    * A long-poll that waits for a change (``GET /v1/payments/{id}?wait=``) holds no worker, pool
+      connection nor CPU: it *parks* (``request.state.park_in_flight``, an async context manager)
+      and does not count as in flight while it waits; the listener bounds how many wait at once.
     """
 
     def __init__(
@@ -193,6 +199,7 @@ class InFlightLimitMiddleware:
         self.in_flight = 0
         self.webhooks_in_flight = 0
         self.new_work_in_flight = 0
+        self.parked = 0
         self.completed = _Window()
         self.shed = _Window()
         self._random = random.Random()
@@ -236,6 +243,7 @@ class InFlightLimitMiddleware:
         else:
             self.in_flight += 1
             self.new_work_in_flight += new_work
+            scope.setdefault("state", {})[PARK_STATE] = self._park
         metrics.HTTP_IN_FLIGHT.inc()
         try:
             await self.app(scope, receive, send)
@@ -247,6 +255,19 @@ class InFlightLimitMiddleware:
                 self.new_work_in_flight -= new_work
             metrics.HTTP_IN_FLIGHT.dec()
             self.completed.add(time.monotonic())
+
+    @asynccontextmanager
+    async def _park(self) -> AsyncIterator[None]:
+        """Not in flight for the block (a long-poll's wait)."""
+        self.in_flight -= 1
+        self.parked += 1
+        metrics.HTTP_IN_FLIGHT.dec()
+        try:
+            yield
+        finally:
+            self.parked -= 1
+            self.in_flight += 1
+            metrics.HTTP_IN_FLIGHT.inc()
 
 
 class _BodyTooLarge(Exception):

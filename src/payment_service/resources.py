@@ -11,7 +11,7 @@ import redis.asyncio as aioredis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from payment_service.config import Settings
-from payment_service.db import CommitWaker, asyncpg_dsn, create_engine, create_sessionmaker
+from payment_service.db import ChangeListener, CommitWaker, asyncpg_dsn, create_engine, create_sessionmaker
 from payment_service.kit.clock import Clock, SystemClock
 from payment_service.providers.payout_registry import PayoutRegistry
 from payment_service.providers.registry import ProviderRegistry
@@ -35,6 +35,8 @@ class Resources:
     own transaction, so a read costs its statement alone, not BEGIN + statement + COMMIT."""
     waker: CommitWaker | None = None
     """NOTIFYs after commit for what the process's transactions asked to wake (``db.wake_after_commit``)."""
+    listener: ChangeListener | None = None
+    """Long-polls' wake-ups (``GET /v1/payments/{id}?wait=``); connects on the first long-poll."""
     health_connection: Any = None
     """The readiness check's own asyncpg connection (outside the pool: a pool saturated by work is
     busy, not down). Opened by the first check, closed by :meth:`close`."""
@@ -47,6 +49,7 @@ class Resources:
             settings=settings,
             engine=engine,
             waker=waker,
+            listener=ChangeListener(asyncpg_dsn(settings.db.url.get_secret_value())),
             sessionmaker=create_sessionmaker(engine, waker=waker),
             read_sessionmaker=create_sessionmaker(engine.execution_options(isolation_level="AUTOCOMMIT")),
             redis=aioredis.Redis.from_url(
@@ -76,4 +79,6 @@ class Resources:
             self.health_connection = None
         if self.waker is not None:
             await self.waker.close()
+        if self.listener is not None:
+            await self.listener.close()
         await self.engine.dispose()

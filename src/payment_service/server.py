@@ -4,7 +4,8 @@ On the first SIGTERM or SIGINT:
 
 1. ``app.state.shutting_down = True``: ``/health/ready`` answers 503 so the load balancer (or
    Kubernetes endpoints controller) stops sending new traffic, while the listener still accepts
-   whatever arrives meanwhile;
+   whatever arrives meanwhile; long-polls waiting for a change answer at once (their clients ask
+   again, by then of another instance);
 2. after ``settings.http.drain_delay_seconds`` (None: 5 s in production, 0 elsewhere) uvicorn
    stops accepting, closes idle keep-alive connections and lets in-flight requests finish within
    ``settings.http.shutdown_grace_seconds`` (``timeout_graceful_shutdown``), cancelling the rest;
@@ -46,6 +47,7 @@ class GracefulServer(uvicorn.Server):
         self.drain_seconds = drain_seconds
         self.drain_deadline: float | None = None
         self.exit_signal: int | None = None
+        self.waiters_released = False
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         # Called from the signal handler: only set flags here; on_tick (every 0.1 s) acts on them.
@@ -59,6 +61,11 @@ class GracefulServer(uvicorn.Server):
             self.drain_deadline = time.monotonic()  # a second signal skips the rest of the drain
 
     async def on_tick(self, counter: int) -> bool:
+        if self.drain_deadline is not None and not self.waiters_released:
+            self.waiters_released = True
+            listener = getattr(getattr(self.app.state, "resources", None), "listener", None)
+            if listener is not None:
+                listener.stop_waiting()
         if (
             self.drain_deadline is not None
             and self.exit_signal is not None

@@ -5,6 +5,7 @@ events those calls produce read back with ``parse_event``.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -278,10 +279,11 @@ class TestPayments:
         provider_id = await payments.scalar(
             "SELECT provider_payment_id FROM payment_attempts WHERE payment_id = :p", p=payment.id
         )
+        waiting = asyncio.create_task(streaming.get_payment(payment.id, wait=20))  # long-poll
         await payments.pay("yookassa", str(provider_id), card_number=None, outcome=None)
         await payments.worker.apply_webhooks()
 
-        authorized = await streaming.get_payment(payment.id)
+        authorized = await asyncio.wait_for(waiting, 15)
         captured = await admin.capture_payment(payment.id, amount=MoneyValue.of_minor(600_00, "RUB"))
         listed = await streaming.list_payments(payer_id=VIEWER, limit=5)
         with pytest.raises(PaymentServiceError) as again:

@@ -171,6 +171,45 @@ class TestNewWorkFirst:
         assert limiter.in_flight == limiter.new_work_in_flight == limiter.webhooks_in_flight == 0
 
 
+class TestParking:
+    """A long-poll's wait (``request.state.park_in_flight``) does not hold an in-flight slot."""
+
+    async def test_a_parked_request_leaves_its_slot_to_others_and_takes_it_back(self) -> None:
+        release, parked = asyncio.Event(), asyncio.Event()
+
+        async def app(scope: Any, receive: Any, send: Any) -> None:
+            if scope["path"] == "/v1/payments/waiting":
+                async with scope["state"]["park_in_flight"]():
+                    parked.set()
+                    await release.wait()
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            await send({"type": "http.response.body", "body": b"ok"})
+
+        limiter = InFlightLimitMiddleware(app, limit=1)
+
+        async def call(path: str) -> int:
+            statuses: list[int] = []
+
+            async def receive() -> dict[str, Any]:
+                return {"type": "http.request", "body": b"", "more_body": False}
+
+            async def send(message: dict[str, Any]) -> None:
+                if message["type"] == "http.response.start":
+                    statuses.append(message["status"])
+
+            scope = {"type": "http", "method": "GET", "path": path, "headers": [], "query_string": b""}
+            await limiter(scope, receive, send)
+            return statuses[0]
+
+        waiting = asyncio.create_task(call("/v1/payments/waiting"))
+        await asyncio.wait_for(parked.wait(), 5)
+        assert (limiter.in_flight, limiter.parked) == (0, 1)
+        assert await call("/v1/me") == 200  # the only slot is free while the long-poll waits
+        release.set()
+        assert await waiting == 200
+        assert (limiter.in_flight, limiter.parked) == (0, 0)
+
+
 class TestReadSession:
     async def test_a_read_only_endpoint_runs_its_statements_outside_any_transaction(
         self, settings: Settings, db: Resources

@@ -142,7 +142,7 @@ class Result(Generic[T]):
 WHOAMI = Operation("GET", "/v1/me", WhoAmI)
 
 CREATE_PAYMENT = Operation("POST", "/v1/payments", Payment, body=PaymentCreate, status=201)
-GET_PAYMENT = Operation("GET", "/v1/payments/{payment_id}", Payment)
+GET_PAYMENT = Operation("GET", "/v1/payments/{payment_id}", Payment, query=("wait",))
 LIST_PAYMENTS = Operation("GET", "/v1/payments", PaymentList, query=("payer_id", "status", "cursor", "limit"))
 CAPTURE_PAYMENT = Operation("POST", "/v1/payments/{payment_id}/capture", Payment, body=PaymentCapture)
 CANCEL_PAYMENT = Operation("POST", "/v1/payments/{payment_id}/cancel", Payment, body=PaymentCancel)
@@ -298,8 +298,15 @@ class PaymentServiceClient:
         ``failed`` (not an error); ``requires_action`` carries the redirect URL or SBP QR code."""
         return await self._call(CREATE_PAYMENT, body=data, idempotency_key=idempotency_key)
 
-    async def get_payment(self, payment_id: uuid.UUID | str) -> Payment:
-        return await self._get(GET_PAYMENT, path={"payment_id": payment_id})
+    async def get_payment(self, payment_id: uuid.UUID | str, *, wait: float | None = None) -> Payment:
+        """The payment. With ``wait`` (seconds, at most 30) a long-poll: when the payment is not
+        final the answer comes once its status changes, or after ``wait`` seconds with the status
+        unchanged; call again until it is final (the request's read timeout grows by ``wait``)."""
+        if not wait:
+            return await self._get(GET_PAYMENT, path={"payment_id": payment_id})
+        return (
+            await self._call(GET_PAYMENT, path={"payment_id": payment_id}, query={"wait": wait}, read_extra=wait)
+        ).value
 
     async def list_payments(
         self,
@@ -462,6 +469,7 @@ class PaymentServiceClient:
         body: RequestModel | None = None,
         query: Mapping[str, Any] | None = None,
         idempotency_key: str | None = None,
+        read_extra: float = 0.0,
     ) -> Result[R]:
         url_path = op.path.format(**{k: quote(str(v), safe="") for k, v in (path or {}).items()})
         params = {k: _query_value(v) for k, v in (query or {}).items() if v is not None}
@@ -484,7 +492,12 @@ class PaymentServiceClient:
             headers["Authorization"] = f"Bearer {await self._bearer()}"
             try:
                 response = await self._http.request(
-                    op.method, self._base + url_path, content=content, params=params, headers=headers
+                    op.method,
+                    self._base + url_path,
+                    content=content,
+                    params=params,
+                    headers=headers,
+                    timeout=_longer(self._http.timeout, read_extra) if read_extra else httpx.USE_CLIENT_DEFAULT,
                 )
             except httpx.TransportError as exc:
                 if self._retry.retry_transport_errors and attempt < self._retry.max_attempts:
@@ -537,3 +550,9 @@ class PaymentServiceClient:
         if isawaitable(token):
             token = await token
         return token
+
+
+def _longer(timeout: httpx.Timeout, extra: float) -> httpx.Timeout:
+    """``timeout`` whose read part waits ``extra`` seconds more (a long-poll's answer comes late)."""
+    read = None if timeout.read is None else timeout.read + extra
+    return httpx.Timeout(connect=timeout.connect, read=read, write=timeout.write, pool=timeout.pool)

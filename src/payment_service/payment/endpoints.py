@@ -8,7 +8,16 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query
 
 from payment_service.auth import Principal as PrincipalT
-from payment_service.deps import Clock, IdempotencyClaim, Providers, ReadSession, Session, require_scope
+from payment_service.deps import (
+    Clock,
+    IdempotencyClaim,
+    Listener,
+    Park,
+    Providers,
+    ReadSession,
+    Session,
+    require_scope,
+)
 from payment_service.kit.money import Money, MoneyValue
 from payment_service.models.payment import Payment
 from payment_service.payment import service as payment_service
@@ -102,8 +111,25 @@ async def get_payment(
     payment_id: uuid.UUID,
     session: ReadSession,
     principal: Annotated[PrincipalT, Depends(require_scope("payments:read"))],
+    listener: Listener,
+    park: Park,
+    wait: Annotated[
+        float,
+        Query(
+            ge=0,
+            le=payment_service.MAX_WAIT_SECONDS,
+            description=(
+                "Long-poll: when the payment is not final, answer once its status changes or after "
+                "this many seconds (0: at once). Replaces a polling loop: call again with the same "
+                "`wait` until the status is final."
+            ),
+        ),
+    ] = 0,
 ) -> PaymentOut:
-    return render(await payment_service.get(session, principal=principal, payment_id=payment_id))
+    payment = await payment_service.get_when_changed(
+        session, principal=principal, payment_id=payment_id, wait=wait, listener=listener, park=park
+    )
+    return render(payment)
 
 
 @router.get("", response_model=PaymentList, responses=_ERRORS, summary="List payments, newest first")

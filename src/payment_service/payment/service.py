@@ -18,8 +18,11 @@ Invariants this module keeps:
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -30,7 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from payment_service.auth import Principal, PrincipalKind
 from payment_service.config import get_settings
-from payment_service.db import checkpoint
+from payment_service.db import ChangeListener, checkpoint, release, wake_after_commit
 from payment_service.errors import Conflict, Forbidden, NotFound, ServiceUnavailable, Unprocessable
 from payment_service.kit import idempotency
 from payment_service.kit.clock import Clock
@@ -78,6 +81,13 @@ log = structlog.get_logger(__name__)
 PAYMENT_TTL = timedelta(hours=1)
 """How long a customer has to complete an unpaid payment before the expiry job cancels it."""
 CAPTURE_WINDOW = timedelta(days=7)
+WATCH_CHANNEL = "payment_status"
+"""Every status change of a payment is NOTIFYd here after its commit, the payment's id as payload,
+for long-polls (:func:`get_when_changed`)."""
+MAX_WAIT_SECONDS = 30.0
+
+Park = Callable[[], AbstractAsyncContextManager[object]]
+"""Under which a waiting request does not count as in flight (the API's in-flight limit)."""
 """How long an authorization is kept before it is voided (card holds last about a week)."""
 SYNC_BACKOFF = (timedelta(seconds=5), timedelta(seconds=15), timedelta(minutes=1), timedelta(minutes=5))
 SYNC_WAITING_FOR_CUSTOMER = timedelta(minutes=1)
@@ -158,6 +168,46 @@ async def get(session: AsyncSession, *, principal: Principal, payment_id: uuid.U
     payment = await repository.get(session, payment_id)
     if payment is None or not can_see(principal, payment):
         raise PaymentNotFound()
+    return payment
+
+
+async def get_when_changed(
+    session: AsyncSession,
+    *,
+    principal: Principal,
+    payment_id: uuid.UUID,
+    wait: float,
+    listener: ChangeListener | None,
+    park: Park = contextlib.nullcontext,
+) -> Payment:
+    """The payment, as :func:`get`; with ``wait`` > 0 and a status that is not final, answered once
+    the status differs from the one it had when the request came, or after ``wait`` seconds (a
+    long-poll: one request where a client would poll in a loop).
+
+    The waiter registers before the first read (a change committed in between still wakes it),
+    waits without a pooled connection (``release``) and outside the in-flight count (``park``), and
+    reads the payment itself after every wake-up: a NOTIFY only says when to look. Without the
+    listener's connection it reads every ``listener.poll_interval``; when ``listener.max_waiters``
+    already wait, or the server is stopping, it answers at once."""
+    if wait <= 0 or listener is None:
+        return await get(session, principal=principal, payment_id=payment_id)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + min(wait, MAX_WAIT_SECONDS)
+    await listener.listen(WATCH_CHANNEL)
+    with listener.watch(WATCH_CHANNEL, str(payment_id)) as changed:
+        payment = await get(session, principal=principal, payment_id=payment_id)
+        if changed is None or payment.status in TERMINAL_PAYMENT:
+            return payment
+        seen = payment.status
+        await release(session)
+        async with park():
+            while (remaining := deadline - loop.time()) > 0 and await listener.wait(changed, remaining):
+                if not listener.listening:
+                    await listener.listen(WATCH_CHANNEL)
+                payment = await repository.get(session, payment_id) or payment
+                await release(session)
+                if payment.status != seen:
+                    break
     return payment
 
 
@@ -900,6 +950,7 @@ async def _set_status(session: AsyncSession, payment: Payment, target: PaymentSt
         return False
     payment.status = target
     payment.updated_at = now
+    wake_after_commit(session, WATCH_CHANNEL, str(payment.id))  # long-polls of this payment
     if target in TERMINAL_PAYMENT:
         payment.finished_at = now
         payment.action = None if target is not PaymentStatus.succeeded else payment.action
