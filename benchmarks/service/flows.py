@@ -334,8 +334,8 @@ async def _complete(
         try:
             got = await http.get(path, headers=auth)
         except (TimeoutError, *TransportError):
-            continue
-        if got.status == 503:
+            got = None
+        if got is not None and got.status in (429, 503):
             rec.poll_sheds += 1
             if retry_after(got) is None:
                 rec.sheds_without_retry_after += 1
@@ -343,7 +343,12 @@ async def _complete(
                 rec.outcome, rec.status = TIMEOUT, status
                 return
             continue
-        if got.status != 200:
+        if got is None or got.status != 200:
+            if opts.poll.wait > 0:  # a long-poll that failed: back off as a polling client would
+                if not await _wait(interval, opts.deadline):
+                    rec.outcome, rec.status = TIMEOUT, status
+                    return
+                interval = min(opts.poll.cap, interval * opts.poll.factor)
             continue
         payment = body_of(got)
         rec.provider = payment.get("provider") or rec.provider

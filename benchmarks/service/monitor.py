@@ -23,7 +23,7 @@ import httpx
 from benchmarks.service.stack import Stack
 
 _METRIC = re.compile(
-    r'^(provider_breaker_state\{provider="(\w+)"\}|http_requests_in_flight|http_requests_shed_total'
+    r'^(provider_breaker_state\{provider="(\w+)"\}|http_requests_in_flight|http_requests_parked|http_requests_shed_total'
     r"|payment_event_loop_lag_seconds) (\S+)$"
 )
 

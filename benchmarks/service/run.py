@@ -143,7 +143,10 @@ async def _quiesce(ctx: Context, bound: float) -> tuple[float, bool]:
     while time.monotonic() - began < bound:
         recent = ctx.monitor.samples[-2:]
         if len(recent) == 2 and all(
-            s.get("http_requests_in_flight", 1) <= 1 and s.get("outbox_pending", 1) == 0 for s in recent
+            s.get("http_requests_in_flight", 1) <= 1
+            and s.get("http_requests_parked", 0) == 0
+            and s.get("outbox_pending", 1) == 0
+            for s in recent
         ):
             return time.monotonic() - began, True
         await asyncio.sleep(0.25)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
 from collections.abc import AsyncIterator, Iterable, Iterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -213,6 +214,15 @@ class CommitWaker:
         await self._drop()
 
 
+class TooManyWaiters(Exception):
+    """:meth:`ChangeListener.watch` refused a waiter: ``per_owner`` (one owner holds its share) or
+    the process's bound."""
+
+    def __init__(self, *, per_owner: bool) -> None:
+        super().__init__("per owner" if per_owner else "per process")
+        self.per_owner = per_owner
+
+
 class ChangeListener:
     """Wake-ups for long-polls: one LISTEN connection per process, of its own (outside the pool).
 
@@ -220,14 +230,17 @@ class ChangeListener:
     send with :func:`wake_after_commit` (a payment's id, say), *before* it reads the current state:
     a change committed between its read and its wait still wakes it. A NOTIFY with that payload
     sets the waiter's event and the waiter reads again. Nothing here is trusted for correctness:
-    a waiter always reads the state itself, the NOTIFY only says when.
+    a waiter always reads the state itself, the NOTIFY only says when, and a NOTIFY can be lost
+    (the waker quiet after a failure, a writer without a waker), so :meth:`wait` also returns
+    every ``recheck_interval`` (±20 %) and the waiter reads anyway.
 
-    The connection is opened by the first :meth:`listen` and re-opened by a later one after a loss
-    (at most once per ``retry_after`` while the database refuses). While it is down
-    :attr:`listening` is False and :meth:`wait` returns every ``poll_interval``: waiters poll.
-    Losing the connection sets every waiter's event (a NOTIFY may have been missed). At most
-    ``max_waiters`` wait at once; :meth:`watch` yields None beyond that and the caller answers at
-    once. :meth:`stop_waiting` (graceful shutdown) releases every waiter and every later one.
+    The connection is opened by the first :meth:`listen`, pinged every ``ping_interval`` (a
+    half-open connection is dropped, not trusted forever) and re-opened by a later :meth:`listen`
+    after a loss (at most once per ``retry_after`` while the database refuses). While it is down
+    :attr:`listening` is False and :meth:`wait` returns every ``poll_interval`` (±20 %, so that
+    waiters do not read in step). At most ``max_waiters`` wait at once and ``max_per_owner`` per
+    owner (:meth:`watch` raises :class:`TooManyWaiters`). :meth:`stop_waiting` (graceful shutdown)
+    releases every waiter and makes later ones answer at once.
     """
 
     def __init__(
@@ -235,24 +248,33 @@ class ChangeListener:
         dsn: str,
         *,
         max_waiters: int = 10_000,
+        max_per_owner: int = 20,
+        recheck_interval: float = 5.0,
+        poll_interval: float = 2.0,
+        ping_interval: float = 15.0,
         connect_timeout: float = 5.0,
         retry_after: float = 1.0,
-        poll_interval: float = 0.5,
         application_name: str = "payment-service-listener",
     ) -> None:
         self._dsn = dsn
         self.max_waiters = max_waiters
+        self.max_per_owner = max_per_owner
+        self.recheck_interval = recheck_interval
+        self.poll_interval = poll_interval
+        self._ping_interval = ping_interval
         self._connect_timeout = connect_timeout
         self._retry_after = retry_after
-        self.poll_interval = poll_interval
         self._application_name = application_name
         self._waiters: dict[Wake, set[asyncio.Event]] = {}
+        self._owners: dict[str, int] = {}
         self._channels: set[str] = set()
         self._conn: Any = None
+        self._pinger: asyncio.Task[None] | None = None
         self._lock: asyncio.Lock | None = None
         self._quiet_until = 0.0
         self._stopping = False
         self._closed = False
+        self._random = random.Random()
         self.waiting = 0
         """Waiters registered now."""
 
@@ -279,7 +301,7 @@ class ChangeListener:
                     return False
                 self._channels.clear()
                 try:
-                    self._conn = await asyncpg.connect(
+                    conn = await asyncpg.connect(
                         self._dsn,
                         timeout=self._connect_timeout,
                         server_settings={"application_name": self._application_name},
@@ -288,7 +310,13 @@ class ChangeListener:
                     log.warning("change_listener_connect_failed", error=repr(exc))
                     self._quiet_until = loop.time() + self._retry_after
                     return False
-                self._conn.add_termination_listener(self._on_lost)
+                if self._closed:  # closed while connecting
+                    with contextlib.suppress(Exception):
+                        await conn.close(timeout=2)
+                    return False
+                conn.add_termination_listener(self._on_lost)
+                self._conn = conn
+                self._pinger = loop.create_task(self._ping(conn))
             if channel not in self._channels:
                 try:
                     await self._conn.add_listener(channel, self._on_notify)
@@ -301,12 +329,19 @@ class ChangeListener:
         return True
 
     @contextlib.contextmanager
-    def watch(self, channel: str, key: str) -> Iterator[asyncio.Event | None]:
-        """Register a waiter for ``key`` on ``channel`` for the block; yields its event, or None
-        when ``max_waiters`` already wait or the listener is stopping."""
-        if self.waiting >= self.max_waiters or self._stopping:
+    def watch(self, channel: str, key: str, *, owner: str | None = None) -> Iterator[asyncio.Event | None]:
+        """Register a waiter for ``key`` on ``channel`` for the block and yield its event; None
+        when the listener is stopping (answer at once). Raises :class:`TooManyWaiters` beyond
+        ``max_waiters``, or beyond ``max_per_owner`` for ``owner`` (when given)."""
+        if self._stopping:
             yield None
             return
+        if self.waiting >= self.max_waiters:
+            raise TooManyWaiters(per_owner=False)
+        if owner is not None:
+            if self._owners.get(owner, 0) >= self.max_per_owner:
+                raise TooManyWaiters(per_owner=True)
+            self._owners[owner] = self._owners.get(owner, 0) + 1
         event = asyncio.Event()
         self._waiters.setdefault((channel, key), set()).add(event)
         self.waiting += 1
@@ -319,41 +354,67 @@ class ChangeListener:
                 waiters.discard(event)
                 if not waiters:
                     del self._waiters[(channel, key)]
+            if owner is not None:
+                left = self._owners.get(owner, 1) - 1
+                if left > 0:
+                    self._owners[owner] = left
+                else:
+                    self._owners.pop(owner, None)
 
     async def wait(self, event: asyncio.Event, timeout: float) -> bool:
-        """Sleep until ``event`` is set or ``timeout`` passes (``poll_interval`` at most while not
-        listening), then clear it. False when the caller should stop waiting (shutdown)."""
+        """Sleep until ``event`` is set or ``timeout`` passes, but at most ``recheck_interval``
+        (``poll_interval`` while not listening), ±20 %; then clear the event. The caller reads
+        its state after every return. False when it should stop waiting (shutdown)."""
         if self._stopping:
             return False
-        if not self.listening:
-            timeout = min(timeout, self.poll_interval)
+        cap = (self.recheck_interval if self.listening else self.poll_interval) * self._random.uniform(0.8, 1.2)
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(event.wait(), timeout)
+            async with asyncio.timeout(min(timeout, cap)):
+                await event.wait()
         event.clear()
         return not self._stopping
 
     def stop_waiting(self) -> None:
-        """Release every waiter now and every later one at once (the server is shutting down)."""
+        """Release every waiter now and make every later one answer at once (shutting down)."""
         self._stopping = True
-        self._wake_all()
+        for waiters in self._waiters.values():
+            for waiter in waiters:
+                waiter.set()
 
     def _on_notify(self, _conn: Any, _pid: int, channel: str, payload: str) -> None:
         for waiter in self._waiters.get((channel, payload), ()):
             waiter.set()
 
-    def _on_lost(self, _conn: Any) -> None:
-        self._conn = None
-        self._channels.clear()
-        self._wake_all()
+    def _on_lost(self, conn: Any) -> None:
+        # Waiters are not woken all at once (a burst of reads just when the database is
+        # restarting): each reads at its next recheck, then polls until a long-poll reconnects.
+        if conn is self._conn:
+            self._conn = None
+            self._channels.clear()
 
-    def _wake_all(self) -> None:
-        for waiters in self._waiters.values():
-            for waiter in waiters:
-                waiter.set()
+    async def _ping(self, conn: Any) -> None:
+        """Drop the connection when it stops answering (a half-open TCP connection never closes)."""
+        while conn is self._conn and not conn.is_closed():
+            await asyncio.sleep(self._ping_interval)
+            try:
+                await self._probe(conn)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                if conn is self._conn:
+                    log.warning("change_listener_lost", error=repr(exc))
+                    await self._drop()
+                return
+
+    async def _probe(self, conn: Any) -> None:
+        await conn.fetchval("SELECT 1", timeout=self._connect_timeout)
 
     async def _drop(self) -> None:
         conn, self._conn = self._conn, None
         self._channels.clear()
+        pinger, self._pinger = self._pinger, None
+        if pinger is not None and pinger is not asyncio.current_task():
+            pinger.cancel()
         if conn is not None:
             with contextlib.suppress(Exception):
                 await conn.close(timeout=2)

@@ -14,6 +14,7 @@ HTTP_LATENCY = Histogram(
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
 )
 HTTP_IN_FLIGHT = Gauge("http_requests_in_flight", "Requests being served now")
+HTTP_PARKED = Gauge("http_requests_parked", "Long-polls waiting for a change, not counted as in flight")
 HTTP_SHED = Counter("http_requests_shed_total", "Requests refused with 503 because of overload")
 IDEMPOTENT_REPLAYS = Counter("idempotency_replays_total", "Responses replayed from a stored Idempotency-Key")
 FAST_PATH_REQUESTS = Counter(

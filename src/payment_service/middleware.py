@@ -262,12 +262,14 @@ class InFlightLimitMiddleware:
         self.in_flight -= 1
         self.parked += 1
         metrics.HTTP_IN_FLIGHT.dec()
+        metrics.HTTP_PARKED.inc()
         try:
             yield
         finally:
             self.parked -= 1
             self.in_flight += 1
             metrics.HTTP_IN_FLIGHT.inc()
+            metrics.HTTP_PARKED.dec()
 
 
 class _BodyTooLarge(Exception):

@@ -37,6 +37,7 @@ from tests.client.conftest import Clients
 from tests.client.helpers import deliver, relay_messages
 from tests.outbox.helpers import read_topic, running, wait_until
 from tests.payment.conftest import PaymentsEnv
+from tests.payment.test_long_poll import limiter_of, until
 
 VIEWER = "viewer-1"
 STREAMER = "streamer-1"
@@ -280,6 +281,8 @@ class TestPayments:
             "SELECT provider_payment_id FROM payment_attempts WHERE payment_id = :p", p=payment.id
         )
         waiting = asyncio.create_task(streaming.get_payment(payment.id, wait=20))  # long-poll
+        limiter = limiter_of(payments.app)
+        await until(lambda: limiter.parked == 1)  # it has read 'requires_action' and waits for the change
         await payments.pay("yookassa", str(provider_id), card_number=None, outcome=None)
         await payments.worker.apply_webhooks()
 

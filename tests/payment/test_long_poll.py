@@ -3,54 +3,135 @@
 from __future__ import annotations
 
 import asyncio
+import signal
 import time
 import uuid
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
+import uvicorn
+from sqlalchemy import text
 
 from payment_service.db import ChangeListener, asyncpg_dsn, wake_after_commit
+from payment_service.middleware import InFlightLimitMiddleware
+from payment_service.payment import service as payment_service
 from payment_service.resources import Resources
+from payment_service.server import GracefulServer
 from tests.payment.conftest import PaymentsEnv
 from tests.payment.test_scenarios import create, get, provider_id
 
 
-async def long_poll(env: PaymentsEnv, payment_id: str, wait: float, user: str = "u1") -> Any:
+async def long_poll(env: PaymentsEnv, payment_id: str, wait: Any, user: str = "u1") -> Any:
     return await env.client.get(
         f"/v1/payments/{payment_id}", params={"wait": wait}, headers=env.tokens.headers(env.tokens.user(user))
     )
 
 
-async def requires_action(env: PaymentsEnv) -> str:
-    r = await create(env, provider="yookassa")
+async def requires_action(env: PaymentsEnv, user: str = "u1") -> str:
+    r = await create(env, provider="yookassa", user=user)
     assert r.status_code == 201, r.text
     assert r.json()["status"] == "requires_action"
     return str(r.json()["id"])
 
 
+async def pay(env: PaymentsEnv, payment_id: str) -> None:
+    await env.pay("yookassa", await provider_id(env, payment_id), card_number=None, outcome=None)
+    assert await env.worker.apply_webhooks() >= 1  # commits; the waker NOTIFYs the payment's id
+
+
+async def until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
+    end = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < end, "condition not met in time"
+        await asyncio.sleep(0.01)
+
+
+def limiter_of(app: Any) -> InFlightLimitMiddleware:
+    node = app.middleware_stack
+    while not isinstance(node, InFlightLimitMiddleware):
+        node = node.app
+    return node
+
+
+@pytest.fixture
+async def notify_only(payments: PaymentsEnv) -> AsyncIterator[ChangeListener]:
+    """A listener that never rechecks nor polls on its own: an answer before the deadline can only
+    come from a NOTIFY."""
+    own = payments.resources.listener
+    listener = ChangeListener(
+        asyncpg_dsn(payments.resources.settings.db.url.get_secret_value()), recheck_interval=60, poll_interval=60
+    )
+    payments.resources.listener = listener
+    try:
+        yield listener
+    finally:
+        payments.resources.listener = own
+        await listener.close()
+
+
 class TestLongPoll:
-    async def test_the_answer_comes_when_the_webhook_is_applied_not_at_the_deadline(
-        self, payments: PaymentsEnv
+    async def test_the_answer_comes_with_the_change_not_at_the_deadline(
+        self, payments: PaymentsEnv, notify_only: ChangeListener
     ) -> None:
+        limiter = limiter_of(payments.app)
         pid = await requires_action(payments)
-        started = time.monotonic()
-        polling = asyncio.create_task(long_poll(payments, pid, wait=20))
-        await asyncio.sleep(0.3)
-        assert not polling.done()  # nothing changed yet: it waits
+        polling = asyncio.create_task(long_poll(payments, pid, wait=25))
+        await until(lambda: limiter.parked == 1)  # read, registered, waiting outside the in-flight count
+        assert notify_only.listening
+        assert (notify_only.waiting, limiter.in_flight) == (1, 0)
 
-        await payments.pay("yookassa", await provider_id(payments, pid), card_number=None, outcome=None)
-        assert await payments.worker.apply_webhooks() >= 1  # commits; the waker NOTIFYs the payment's id
-
+        await pay(payments, pid)
         r = await asyncio.wait_for(polling, 15)
         assert r.status_code == 200
         assert r.json()["status"] == "succeeded"
-        assert time.monotonic() - started < 15  # woken by the change, long before wait=20 ran out
+        assert (notify_only.waiting, limiter.parked, limiter.in_flight) == (0, 0, 0)
+
+    async def test_a_change_committed_between_the_read_and_the_wait_still_wakes_it(
+        self, payments: PaymentsEnv, notify_only: ChangeListener, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        pid = await requires_action(payments)
+        real_release = payment_service.release
+        changed = False
+
+        async def release_then_change(session: Any) -> None:
+            nonlocal changed
+            await real_release(session)
+            if not changed:  # after the first read, before the wait
+                changed = True
+                await pay(payments, pid)
+                await asyncio.sleep(0.3)  # the NOTIFY arrives before the waiter waits
+
+        monkeypatch.setattr(payment_service, "release", release_then_change)
+        r = await asyncio.wait_for(long_poll(payments, pid, wait=25), 15)
+        assert changed
+        assert r.json()["status"] == "succeeded"
+
+    async def test_a_lost_notify_costs_one_recheck_not_the_whole_wait(self, payments: PaymentsEnv) -> None:
+        own, waker = payments.resources.listener, payments.resources.waker
+        assert waker is not None
+        listener = ChangeListener(
+            asyncpg_dsn(payments.resources.settings.db.url.get_secret_value()), recheck_interval=0.3
+        )
+        payments.resources.listener = listener
+        quiet = waker._quiet_until
+        try:
+            pid = await requires_action(payments)
+            polling = asyncio.create_task(long_poll(payments, pid, wait=25))
+            await until(lambda: listener.waiting == 1)
+            waker._quiet_until = asyncio.get_running_loop().time() + 60  # as after a failed NOTIFY: none sent
+            await pay(payments, pid)
+            r = await asyncio.wait_for(polling, 10)
+            assert r.json()["status"] == "succeeded"
+        finally:
+            waker._quiet_until = quiet
+            payments.resources.listener = own
+            await listener.close()
 
     async def test_a_final_payment_is_answered_at_once(self, payments: PaymentsEnv) -> None:
         pid = await requires_action(payments)
-        await payments.pay("yookassa", await provider_id(payments, pid), card_number=None, outcome=None)
-        await payments.worker.apply_webhooks()
-        r = await asyncio.wait_for(long_poll(payments, pid, wait=20), 5)
+        await pay(payments, pid)
+        r = await asyncio.wait_for(long_poll(payments, pid, wait=25), 5)
         assert r.json()["status"] == "succeeded"
 
     async def test_nothing_changes_the_current_state_comes_after_wait(self, payments: PaymentsEnv) -> None:
@@ -63,100 +144,153 @@ class TestLongPoll:
 
     async def test_someone_elses_payment_is_not_found_without_waiting(self, payments: PaymentsEnv) -> None:
         pid = await requires_action(payments)
-        started = time.monotonic()
-        r = await long_poll(payments, pid, wait=20, user="mallory")
+        r = await asyncio.wait_for(long_poll(payments, pid, wait=25, user="mallory"), 5)
         assert r.status_code == 404
         assert r.json()["code"] == "payment_not_found"
-        assert time.monotonic() - started < 5
 
-    @pytest.mark.parametrize("wait", ["-1", "31", "soon"])
+    @pytest.mark.parametrize("wait", ["-1", "31", "soon", "nan"])
     async def test_a_wait_out_of_range_is_a_validation_problem(self, payments: PaymentsEnv, wait: str) -> None:
         pid = await requires_action(payments)
-        r = await long_poll(payments, pid, wait=wait)  # type: ignore[arg-type]
+        r = await long_poll(payments, pid, wait=wait)
         assert r.status_code == 422
         assert r.headers["content-type"].startswith("application/problem+json")
 
-    async def test_without_the_listeners_connection_the_wait_polls_and_still_sees_the_change(
-        self, payments: PaymentsEnv
+    async def test_without_the_listeners_connection_waiters_poll_and_each_read_counts_as_in_flight(
+        self, payments: PaymentsEnv, monkeypatch: pytest.MonkeyPatch
     ) -> None:
+        limiter = limiter_of(payments.app)
         own = payments.resources.listener
         down = ChangeListener("postgresql://postgres@127.0.0.1:1/none", connect_timeout=1, poll_interval=0.05)
         payments.resources.listener = down
+        in_flight_at_reads: list[int] = []
+        real_release = payment_service.release
+
+        async def watched_release(session: Any) -> None:  # right after each of the long-poll's reads
+            in_flight_at_reads.append(limiter.in_flight)
+            await real_release(session)
+
         try:
             pid = await requires_action(payments)
-            polling = asyncio.create_task(long_poll(payments, pid, wait=20))
-            await asyncio.sleep(0.3)
-            assert not polling.done()
-            await payments.pay("yookassa", await provider_id(payments, pid), card_number=None, outcome=None)
-            await payments.worker.apply_webhooks()
-            r = await asyncio.wait_for(polling, 10)
-            assert r.json()["status"] == "succeeded"
+            polls = [asyncio.create_task(long_poll(payments, pid, wait=25)) for _ in range(5)]
+            await until(lambda: limiter.parked == 5)
+            monkeypatch.setattr(payment_service, "release", watched_release)
+            await pay(payments, pid)
+            answers = await asyncio.wait_for(asyncio.gather(*polls), 10)
+            assert {a.json()["status"] for a in answers} == {"succeeded"}
             assert not down.listening
+            assert in_flight_at_reads
+            assert min(in_flight_at_reads) >= 1  # a waiter's read is in flight: the limit sees it
         finally:
             payments.resources.listener = own
             await down.close()
 
-    async def test_beyond_max_waiters_the_answer_comes_at_once(self, payments: PaymentsEnv) -> None:
+    async def test_beyond_the_process_bound_a_503_with_retry_after(self, payments: PaymentsEnv) -> None:
         listener = payments.resources.listener
         assert listener is not None
         pid = await requires_action(payments)
         saved, listener.max_waiters = listener.max_waiters, 0
         try:
-            started = time.monotonic()
-            r = await long_poll(payments, pid, wait=20)
-            assert r.json()["status"] == "requires_action"
-            assert time.monotonic() - started < 5
+            r = await asyncio.wait_for(long_poll(payments, pid, wait=25), 5)
         finally:
             listener.max_waiters = saved
+        assert r.status_code == 503
+        assert r.json()["code"] == "long_polls_at_capacity"
+        assert int(r.headers["retry-after"]) >= 1
 
-    async def test_a_stopping_server_releases_its_waiters(self, payments: PaymentsEnv) -> None:
-        own = payments.resources.listener
-        stopping = ChangeListener(asyncpg_dsn(payments.resources.settings.db.url.get_secret_value()))
-        payments.resources.listener = stopping
-        try:
-            pid = await requires_action(payments)
-            polling = asyncio.create_task(long_poll(payments, pid, wait=20))
-            for _ in range(100):
-                if stopping.waiting:
-                    break
-                await asyncio.sleep(0.02)
-            assert stopping.waiting == 1
-            stopping.stop_waiting()
-            r = await asyncio.wait_for(polling, 5)
-            assert r.json()["status"] == "requires_action"
-            assert (await asyncio.wait_for(long_poll(payments, pid, wait=20), 5)).status_code == 200  # no new wait
-        finally:
-            payments.resources.listener = own
-            await stopping.close()
-
-    async def test_the_waits_hold_no_pooled_connection(self, payments: PaymentsEnv) -> None:
-        pool = payments.resources.engine.pool
-        pid = await requires_action(payments)
-        before = pool.checkedout()  # type: ignore[attr-defined]
-        polls = [asyncio.create_task(long_poll(payments, pid, wait=20)) for _ in range(pool.size() + 3)]  # type: ignore[attr-defined]
+    async def test_one_user_cannot_hold_every_waiting_slot(self, payments: PaymentsEnv) -> None:
         listener = payments.resources.listener
         assert listener is not None
-        for _ in range(200):
-            if listener.waiting == len(polls):
-                break
-            await asyncio.sleep(0.02)
-        assert listener.waiting == len(polls)  # more waiters than the pool has connections
-        for _ in range(200):  # each gives its connection back once it has read the payment
-            if pool.checkedout() == before:  # type: ignore[attr-defined]
-                break
-            await asyncio.sleep(0.02)
-        assert pool.checkedout() == before  # type: ignore[attr-defined]
-        assert not any(p.done() for p in polls)  # all still waiting
-        await payments.pay("yookassa", await provider_id(payments, pid), card_number=None, outcome=None)
-        await payments.worker.apply_webhooks()
+        pid = await requires_action(payments)
+        other = await requires_action(payments, user="u2")
+        saved, listener.max_per_owner = listener.max_per_owner, 2
+        try:
+            polls = [asyncio.create_task(long_poll(payments, pid, wait=25)) for _ in range(2)]
+            await until(lambda: listener.waiting == 2)
+            third = await asyncio.wait_for(long_poll(payments, pid, wait=25), 5)
+            someone_else = asyncio.create_task(long_poll(payments, other, wait=25, user="u2"))
+            await until(lambda: listener.waiting == 3)  # another user still gets a slot
+            await pay(payments, pid)
+            await pay(payments, other)
+            await asyncio.wait_for(asyncio.gather(*polls, someone_else), 15)
+        finally:
+            listener.max_per_owner = saved
+        assert third.status_code == 429
+        assert third.json()["code"] == "too_many_long_polls"
+        assert "retry-after" in third.headers
+
+    async def test_a_draining_server_answers_its_waiters_and_closes_their_connections(
+        self, payments: PaymentsEnv
+    ) -> None:
+        own = payments.resources.listener
+        draining = ChangeListener(asyncpg_dsn(payments.resources.settings.db.url.get_secret_value()))
+        payments.resources.listener = draining
+        try:
+            pid = await requires_action(payments)
+            polling = asyncio.create_task(long_poll(payments, pid, wait=25))
+            await until(lambda: draining.waiting == 1)
+            draining.stop_waiting()
+            r = await asyncio.wait_for(polling, 5)
+            assert r.json()["status"] == "requires_action"
+            assert r.headers["connection"] == "close"
+            again = await asyncio.wait_for(long_poll(payments, pid, wait=25), 5)  # no new wait either
+            assert again.status_code == 200
+            assert again.headers["connection"] == "close"
+        finally:
+            payments.resources.listener = own
+            await draining.close()
+
+    async def test_a_cancelled_waiter_gives_back_its_counts(self, payments: PaymentsEnv) -> None:
+        limiter = limiter_of(payments.app)
+        listener = payments.resources.listener
+        assert listener is not None
+        pid = await requires_action(payments)
+        polling = asyncio.create_task(long_poll(payments, pid, wait=25))
+        await until(lambda: limiter.parked == 1)
+        polling.cancel()
+        await asyncio.gather(polling, return_exceptions=True)
+        assert (limiter.in_flight, limiter.parked, listener.waiting) == (0, 0, 0)
+
+    async def test_the_waits_hold_no_pooled_connection(self, payments: PaymentsEnv) -> None:
+        pool: Any = payments.resources.engine.pool
+        limiter = limiter_of(payments.app)
+        pid = await requires_action(payments)
+        before = pool.checkedout()
+        service = payments.tokens.headers(payments.tokens.service("streaming", ["payments:read"]))  # no per-user cap
+        polls = [
+            asyncio.create_task(payments.client.get(f"/v1/payments/{pid}", params={"wait": 25}, headers=service))
+            for _ in range(pool.size() + 3)
+        ]
+        await until(lambda: limiter.parked == len(polls))  # more waiters than the pool has connections
+        assert pool.checkedout() == before
+        await pay(payments, pid)
         answers = await asyncio.wait_for(asyncio.gather(*polls), 15)
         assert {a.json()["status"] for a in answers} == {"succeeded"}
         assert (await get(payments, pid))["status"] == "succeeded"
 
 
+class TestGracefulServer:
+    async def test_the_first_signal_releases_the_waiters(self, payments: PaymentsEnv) -> None:
+        listener = ChangeListener(asyncpg_dsn(payments.resources.settings.db.url.get_secret_value()))
+
+        class _App:
+            class state:
+                resources = Resources.__new__(Resources)
+
+        _App.state.resources.listener = listener
+        server = GracefulServer(uvicorn.Config(app=lambda *_: None), app=_App(), drain_seconds=30)  # type: ignore[arg-type]
+        with listener.watch("test_changes", "k") as waiter:
+            assert waiter is not None
+            server.handle_exit(signal.SIGTERM, None)
+            await server.on_tick(0)
+            assert waiter.is_set()
+        assert listener.stopping
+        assert not server.should_exit  # still draining: uvicorn's shutdown comes after the delay
+        await listener.close()
+
+
 class TestChangeListener:
     async def test_a_committed_change_wakes_the_waiter_of_its_key_only(self, db: Resources) -> None:
-        listener = ChangeListener(asyncpg_dsn(db.settings.db.url.get_secret_value()))
+        listener = ChangeListener(asyncpg_dsn(db.settings.db.url.get_secret_value()), recheck_interval=60)
         try:
             assert await listener.listen("test_changes")
             with listener.watch("test_changes", "a") as a, listener.watch("test_changes", "b") as b:
@@ -177,19 +311,36 @@ class TestChangeListener:
         finally:
             await listener.close()
 
-    async def test_losing_the_connection_wakes_every_waiter(self, db: Resources) -> None:
+    async def test_a_lost_connection_is_noticed_and_the_next_listen_reconnects(self, db: Resources) -> None:
         listener = ChangeListener(asyncpg_dsn(db.settings.db.url.get_secret_value()), retry_after=0)
         try:
             assert await listener.listen("test_changes")
             backend = listener._conn.get_server_pid()
-            with listener.watch("test_changes", str(uuid.uuid4())) as waiter:
+            async with db.engine.connect() as conn:
+                await conn.execute(text("SELECT pg_terminate_backend(:p)"), {"p": backend})
+            await until(lambda: not listener.listening)
+            assert await listener.listen("test_changes")
+            with listener.watch("test_changes", key := str(uuid.uuid4())) as waiter:
                 assert waiter is not None
-                async with db.engine.connect() as conn:
-                    from sqlalchemy import text
+                async with db.sessionmaker() as session:
+                    wake_after_commit(session, "test_changes", key)
+                    await session.commit()
+                await asyncio.wait_for(waiter.wait(), 5)  # listening again on the new connection
+        finally:
+            await listener.close()
 
-                    await conn.execute(text("SELECT pg_terminate_backend(:p)"), {"p": backend})
-                await asyncio.wait_for(waiter.wait(), 5)  # a NOTIFY may have been missed: read again
-                assert not listener.listening
-                assert await listener.listen("test_changes")  # the next long-poll reconnects
+    async def test_a_connection_that_stops_answering_is_dropped_by_the_ping(self, db: Resources) -> None:
+        listener = ChangeListener(
+            asyncpg_dsn(db.settings.db.url.get_secret_value()), ping_interval=0.1, connect_timeout=0.5
+        )
+        try:
+            assert await listener.listen("test_changes")
+            stuck = asyncio.Event()
+
+            async def never_answers(_conn: Any) -> None:
+                await asyncio.wait_for(stuck.wait(), 0.5)  # as a half-open TCP connection: no answer, no close
+
+            listener._probe = never_answers  # type: ignore[method-assign]
+            await until(lambda: not listener.listening, timeout=5)
         finally:
             await listener.close()

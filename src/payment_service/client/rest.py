@@ -142,6 +142,8 @@ class Result(Generic[T]):
 WHOAMI = Operation("GET", "/v1/me", WhoAmI)
 
 CREATE_PAYMENT = Operation("POST", "/v1/payments", Payment, body=PaymentCreate, status=201)
+MAX_WAIT_SECONDS = 30.0
+"""The longest long-poll the service holds (``GET /v1/payments/{id}?wait=``)."""
 GET_PAYMENT = Operation("GET", "/v1/payments/{payment_id}", Payment, query=("wait",))
 LIST_PAYMENTS = Operation("GET", "/v1/payments", PaymentList, query=("payer_id", "status", "cursor", "limit"))
 CAPTURE_PAYMENT = Operation("POST", "/v1/payments/{payment_id}/capture", Payment, body=PaymentCapture)
@@ -299,11 +301,14 @@ class PaymentServiceClient:
         return await self._call(CREATE_PAYMENT, body=data, idempotency_key=idempotency_key)
 
     async def get_payment(self, payment_id: uuid.UUID | str, *, wait: float | None = None) -> Payment:
-        """The payment. With ``wait`` (seconds, at most 30) a long-poll: when the payment is not
-        final the answer comes once its status changes, or after ``wait`` seconds with the status
-        unchanged; call again until it is final (the request's read timeout grows by ``wait``)."""
+        """The payment. With ``wait`` (seconds, at most 30: more is taken as 30) a long-poll: when
+        the payment is not final the answer comes once its status changes, or after ``wait``
+        seconds with the status unchanged; call again until it is final (the request's read
+        timeout grows by ``wait``). ``429``/``503`` answers are retried after their Retry-After
+        by the retry policy like any other."""
         if not wait:
             return await self._get(GET_PAYMENT, path={"payment_id": payment_id})
+        wait = min(wait, MAX_WAIT_SECONDS)
         return (
             await self._call(GET_PAYMENT, path={"payment_id": payment_id}, query={"wait": wait}, read_extra=wait)
         ).value

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Response
 
 from payment_service.auth import Principal as PrincipalT
 from payment_service.deps import (
@@ -106,22 +106,32 @@ async def create_payment(
     return render(payment)
 
 
-@router.get("/{payment_id}", response_model=PaymentOut, responses=_ERRORS, summary="Get a payment")
+@router.get(
+    "/{payment_id}",
+    response_model=PaymentOut,
+    responses={
+        **_ERRORS,
+        429: {"description": "too_many_long_polls (with Retry-After)"},
+        503: {"description": "long_polls_at_capacity, overloaded (with Retry-After)"},
+    },
+    summary="Get a payment (optionally long-polling for a change)",
+)
 async def get_payment(
     payment_id: uuid.UUID,
     session: ReadSession,
     principal: Annotated[PrincipalT, Depends(require_scope("payments:read"))],
     listener: Listener,
     park: Park,
+    response: Response,
     wait: Annotated[
         float,
         Query(
             ge=0,
             le=payment_service.MAX_WAIT_SECONDS,
             description=(
-                "Long-poll: when the payment is not final, answer once its status changes or after "
-                "this many seconds (0: at once). Replaces a polling loop: call again with the same "
-                "`wait` until the status is final."
+                "Long-poll: when the payment is not final, answer once its status (or customer "
+                "action) changes or after this many seconds (0: at once). Replaces a polling loop: "
+                "call again until the status is final; after an error, back off before calling again."
             ),
         ),
     ] = 0,
@@ -129,6 +139,10 @@ async def get_payment(
     payment = await payment_service.get_when_changed(
         session, principal=principal, payment_id=payment_id, wait=wait, listener=listener, park=park
     )
+    if wait and listener is not None and listener.stopping:
+        # draining: answered at once; closing the connection sends the client's next long-poll
+        # to another instance instead of back here through keep-alive
+        response.headers["Connection"] = "close"
     return render(payment)
 
 

@@ -33,8 +33,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from payment_service.auth import Principal, PrincipalKind
 from payment_service.config import get_settings
-from payment_service.db import ChangeListener, checkpoint, release, wake_after_commit
-from payment_service.errors import Conflict, Forbidden, NotFound, ServiceUnavailable, Unprocessable
+from payment_service.db import ChangeListener, TooManyWaiters, checkpoint, release, wake_after_commit
+from payment_service.errors import AppError, Conflict, Forbidden, NotFound, ServiceUnavailable, Unprocessable
 from payment_service.kit import idempotency
 from payment_service.kit.clock import Clock
 from payment_service.kit.money import InvalidAmount, Money, MoneyValue, UnknownCurrency
@@ -101,6 +101,23 @@ OPERATION_TIMEOUT = timedelta(minutes=2)
 class PaymentNotFound(NotFound):
     code = "payment_not_found"
     title = "Payment not found"
+
+
+class LongPollsAtCapacity(ServiceUnavailable):
+    code = "long_polls_at_capacity"
+    title = "Too many long-polls are waiting"
+
+    def __init__(self) -> None:
+        super().__init__("Too many long-polls wait on this instance; retry, or poll without wait", retry_after=1)
+
+
+class TooManyLongPolls(AppError):
+    code = "too_many_long_polls"
+    status = 429
+    title = "Too many long-polls of this user"
+
+    def __init__(self) -> None:
+        super().__init__("This user already has the most long-polls allowed waiting; retry later", retry_after=1)
 
 
 class PayerNotAllowed(Forbidden):
@@ -181,33 +198,41 @@ async def get_when_changed(
     park: Park = contextlib.nullcontext,
 ) -> Payment:
     """The payment, as :func:`get`; with ``wait`` > 0 and a status that is not final, answered once
-    the status differs from the one it had when the request came, or after ``wait`` seconds (a
-    long-poll: one request where a client would poll in a loop).
+    its status (or its customer action) differs from what it was when the request came, or after
+    ``wait`` seconds (a long-poll: one request where a client would poll in a loop).
 
     The waiter registers before the first read (a change committed in between still wakes it),
-    waits without a pooled connection (``release``) and outside the in-flight count (``park``), and
-    reads the payment itself after every wake-up: a NOTIFY only says when to look. Without the
-    listener's connection it reads every ``listener.poll_interval``; when ``listener.max_waiters``
-    already wait, or the server is stopping, it answers at once."""
+    waits without a pooled connection (``release``) and outside the in-flight count (``park``:
+    only the sleep, every read counts), and reads the payment itself after every wake-up and
+    every ``listener.recheck_interval``: a NOTIFY only says when to look. While the server is
+    draining it answers at once. Raises :class:`LongPollsAtCapacity` (503) beyond the process's
+    bound and :class:`TooManyLongPolls` (429) beyond a user's share."""
     if wait <= 0 or listener is None:
         return await get(session, principal=principal, payment_id=payment_id)
     loop = asyncio.get_running_loop()
     deadline = loop.time() + min(wait, MAX_WAIT_SECONDS)
     await listener.listen(WATCH_CHANNEL)
-    with listener.watch(WATCH_CHANNEL, str(payment_id)) as changed:
+    owner = f"{principal.kind}:{principal.subject}" if principal.kind is PrincipalKind.user else None
+    with contextlib.ExitStack() as registered:
+        try:
+            changed = registered.enter_context(listener.watch(WATCH_CHANNEL, str(payment_id), owner=owner))
+        except TooManyWaiters as exc:
+            raise (TooManyLongPolls() if exc.per_owner else LongPollsAtCapacity()) from None
         payment = await get(session, principal=principal, payment_id=payment_id)
         if changed is None or payment.status in TERMINAL_PAYMENT:
             return payment
-        seen = payment.status
+        seen = (payment.status, payment.action)
         await release(session)
-        async with park():
-            while (remaining := deadline - loop.time()) > 0 and await listener.wait(changed, remaining):
-                if not listener.listening:
-                    await listener.listen(WATCH_CHANNEL)
-                payment = await repository.get(session, payment_id) or payment
-                await release(session)
-                if payment.status != seen:
+        while (remaining := deadline - loop.time()) > 0:
+            async with park():
+                if not await listener.wait(changed, remaining):
                     break
+            if not listener.listening:
+                await listener.listen(WATCH_CHANNEL)
+            payment = await repository.get(session, payment_id) or payment
+            await release(session)
+            if (payment.status, payment.action) != seen:
+                break
     return payment
 
 
