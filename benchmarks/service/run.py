@@ -29,7 +29,9 @@ SCENARIOS = (
     "concurrent",
     "stress",
 )
-BUYERS = 100
+BUYERS = 5000
+"""Distinct buyers: one per client of the 5000-client scenario, as in life (a user does not run
+dozens of checkouts at once; the API caps one user's waiting long-polls at 20 per process)."""
 DONOR_RUBLES = 50_000
 
 
