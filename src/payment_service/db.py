@@ -27,6 +27,7 @@ from sqlalchemy.ext.asyncio import (
 from sqlalchemy.orm import Session
 
 from payment_service.config import DatabaseSettings
+from payment_service.kit import idempotency
 
 log = structlog.get_logger(__name__)
 
@@ -234,6 +235,11 @@ class ChangeListener:
     (the waker quiet after a failure, a writer without a waker), so :meth:`wait` also returns
     every ``recheck_interval`` (±20 %) and the waiter reads anyway.
 
+    Waiters' reads are bounded: at most ``max_concurrent_reads`` at once per process
+    (:meth:`reading`), and the recheck interval stretches so that rechecks stay under
+    ``max_recheck_rate`` per second however many wait (5,000 waiters rechecking every 5 s would
+    be 1,000 reads/s; measured, they took the pool from the requests that create work).
+
     The connection is opened by the first :meth:`listen`, pinged every ``ping_interval`` (a
     half-open connection is dropped, not trusted forever) and re-opened by a later :meth:`listen`
     after a loss (at most once per ``retry_after`` while the database refuses). While it is down
@@ -249,6 +255,8 @@ class ChangeListener:
         *,
         max_waiters: int = 10_000,
         max_per_owner: int = 20,
+        max_concurrent_reads: int = 4,
+        max_recheck_rate: float = 100.0,
         recheck_interval: float = 5.0,
         poll_interval: float = 2.0,
         ping_interval: float = 15.0,
@@ -260,7 +268,10 @@ class ChangeListener:
         self.max_waiters = max_waiters
         self.max_per_owner = max_per_owner
         self.recheck_interval = recheck_interval
+        self.max_recheck_rate = max_recheck_rate
         self.poll_interval = poll_interval
+        self._max_concurrent_reads = max_concurrent_reads
+        self._reads: asyncio.Semaphore | None = None
         self._ping_interval = ping_interval
         self._connect_timeout = connect_timeout
         self._retry_after = retry_after
@@ -367,12 +378,22 @@ class ChangeListener:
         its state after every return. False when it should stop waiting (shutdown)."""
         if self._stopping:
             return False
-        cap = (self.recheck_interval if self.listening else self.poll_interval) * self._random.uniform(0.8, 1.2)
+        interval = self.recheck_interval if self.listening else self.poll_interval
+        interval = max(interval, self.waiting / self.max_recheck_rate)
+        cap = interval * self._random.uniform(0.8, 1.2)
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(min(timeout, cap)):
                 await event.wait()
         event.clear()
         return not self._stopping
+
+    @contextlib.asynccontextmanager
+    async def reading(self) -> AsyncIterator[None]:
+        """One of the process's ``max_concurrent_reads`` slots for a waiter's read."""
+        if self._reads is None:
+            self._reads = asyncio.Semaphore(self._max_concurrent_reads)
+        async with self._reads:
+            yield
 
     def stop_waiting(self) -> None:
         """Release every waiter now and make every later one answer at once (shutting down)."""
@@ -447,6 +468,9 @@ async def checkpoint(session: AsyncSession) -> None:
     """Commit what the request has done so far, before calling a provider.
 
     The only commit a service may make (see module docstring). After it, the session opens a
-    new transaction on first use, in which the provider's answer is applied.
+    new transaction on first use, in which the provider's answer is applied. In a request under
+    an Idempotency-Key the commit is fenced: when a retry took the key over meanwhile, it raises
+    ``IdempotencyKeyInUse`` instead and the work since the last commit rolls back.
     """
+    await idempotency.check_fence(session)
     await session.commit()

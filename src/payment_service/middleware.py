@@ -466,6 +466,7 @@ class UnitOfWorkMiddleware:
                 await self._send_stored(send, claimed, replayed=True)
                 return
 
+            idempotency.fence_commits(session, claimed)
             state["uow_session"] = session
             state["idempotency_claim"] = claimed
             state["principal"] = principal

@@ -225,6 +225,65 @@ class TestIdempotencyKey:
         assert row.response_status is None  # the retry that holds the key stores the response
         assert row.locked_at is not None
 
+    async def test_a_checkpoint_after_a_takeover_commits_nothing(
+        self, app: FastAPI, client: httpx.AsyncClient, tokens: Tokens, db: Resources
+    ) -> None:
+        fenced = APIRouter()
+
+        @fenced.post("/v1/_test/fenced", status_code=201)
+        async def two_steps(session: Session, claim: IdempotencyClaim) -> dict[str, str]:
+            assert claim is not None
+            await session.execute(text(_NOTE), {"p": '{"step": 1}'})
+            await checkpoint(session)  # a call outlives the lock timeout; the retry takes the key over
+            async with db.sessionmaker() as other:
+                await other.execute(
+                    text("UPDATE idempotency_keys SET lock_token = gen_random_uuid() WHERE id = :id"), {"id": claim.id}
+                )
+                await other.commit()
+            await session.execute(text(_NOTE), {"p": '{"step": 2}'})
+            await checkpoint(session)  # no recovery point recorded in between: the fence alone stops it
+            await session.execute(text(_NOTE), {"p": '{"step": 3}'})
+            return {"done": "yes"}
+
+        app.include_router(fenced)
+        r = await client.post("/v1/_test/fenced", json={}, headers=tokens.headers(tokens.user(), key="fenced"))
+
+        assert r.status_code == 409
+        assert r.json()["code"] == "idempotency_key_in_use"
+        assert await count_notes(db) == 1  # step 2 was not committed beside the new holder's work
+
+    async def test_a_checkpoint_costs_no_extra_statement_after_a_recovery_point(
+        self, app: FastAPI, client: httpx.AsyncClient, tokens: Tokens, db: Resources
+    ) -> None:
+        statements: list[str] = []
+        counted = APIRouter()
+
+        @counted.post("/v1/_test/counted", status_code=201)
+        async def recorded(session: Session, claim: IdempotencyClaim) -> dict[str, str]:
+            assert claim is not None
+            await idempotency.set_recovery_point(session, claim, "step_1")
+            sync_engine = session.bind.sync_engine  # type: ignore[union-attr]
+
+            def seen(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+                statements.append(statement)
+
+            sqlalchemy.event.listen(sync_engine, "before_cursor_execute", seen)
+            try:
+                await checkpoint(session)
+                await session.execute(text("SELECT 1"))
+                await checkpoint(session)  # nothing fenced this transaction: the fence's own UPDATE
+            finally:
+                sqlalchemy.event.remove(sync_engine, "before_cursor_execute", seen)
+            return {"done": "yes"}
+
+        app.include_router(counted)
+        r = await client.post("/v1/_test/counted", json={}, headers=tokens.headers(tokens.user(), key="counted"))
+
+        assert r.status_code == 201, r.text
+        fences = [s for s in statements if "SET locked_at = locked_at" in s]
+        assert len(fences) == 1
+        assert statements.index(fences[0]) > statements.index("SELECT 1")
+
 
 _NOTE = (
     "INSERT INTO outbox_events (id, topic, key, type, version, source, payload) "

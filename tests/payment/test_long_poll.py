@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 import time
 import uuid
@@ -10,6 +11,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
+import sqlalchemy.exc
 import uvicorn
 from sqlalchemy import text
 
@@ -344,3 +346,42 @@ class TestChangeListener:
             await until(lambda: not listener.listening, timeout=5)
         finally:
             await listener.close()
+
+
+class TestProviderAnswerKept:
+    async def test_a_briefly_exhausted_pool_does_not_throw_away_the_customers_payment_page(
+        self, payments: PaymentsEnv, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        real_load = payment_service._load
+        refused = 0
+
+        async def pool_exhausted_once(session: Any, payment_id: Any, attempt_id: Any, *, lock: bool = False) -> Any:
+            nonlocal refused
+            if lock and not refused:  # the first locked read is the one right after the provider call
+                refused += 1
+                raise sqlalchemy.exc.TimeoutError("QueuePool limit reached, connection timed out")
+            return await real_load(session, payment_id, attempt_id, lock=lock)
+
+        monkeypatch.setattr(payment_service, "_load", pool_exhausted_once)
+        r = await create(payments, provider="tbank")
+        assert refused == 1
+        assert r.status_code == 201, r.text
+        assert r.json()["status"] == "requires_action"
+        assert r.json()["action"]["url"]  # T-Bank gives the page URL once: it was kept and applied
+
+
+class TestRecheckBudget:
+    async def test_many_waiters_recheck_less_often(self) -> None:
+        listener = ChangeListener("postgresql://unused", recheck_interval=0.05, poll_interval=0.05, max_recheck_rate=10)
+        with contextlib.ExitStack() as stack:
+            events = [stack.enter_context(listener.watch("c", str(i))) for i in range(20)]
+            started = time.monotonic()
+            assert events[0] is not None
+            assert await listener.wait(events[0], 1.0)
+            assert time.monotonic() - started >= 0.9  # 20 waiters at 10 rechecks/s: every 2 s, not 0.05 s
+        started = time.monotonic()
+        with listener.watch("c", "alone") as alone:
+            assert alone is not None
+            await listener.wait(alone, 1.0)
+        assert time.monotonic() - started < 0.9  # one waiter: its own interval
+        await listener.close()

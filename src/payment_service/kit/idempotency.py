@@ -13,8 +13,9 @@ Design after Brandur Leach's Postgres idempotency keys (Stripe):
   claim was taken over (it outlived the timeout) can no longer record a recovery point, store its
   response or unlock the key — it gets 409 and the transaction in hand rolls back, so the key's
   stored response is the new holder's, and a late unlock never frees the new holder's lock
-  (a ``db.checkpoint`` without a recovery point before it is not fenced: services record one
-  before each provider call);
+  (every ``db.checkpoint`` of the request checks the token too, :func:`check_fence`: work a
+  taken-over request did since its last commit is rolled back, never committed beside the new
+  holder's);
 * a finished key replays the stored status, headers and body byte for byte;
 * keys are pruned after the retention period (72 h) by :func:`prune`.
 
@@ -211,6 +212,32 @@ def _held(row: object) -> None:
         raise IdempotencyKeyInUse(retry_after=1)
 
 
+_FENCE = "idempotency_fence"
+_FENCED = "idempotency_fenced_in_transaction"
+
+
+def fence_commits(session: AsyncSession, claim_: Claim) -> None:
+    """Make every ``db.checkpoint`` of ``session`` check that ``claim_`` still holds its key."""
+    session.info[_FENCE] = claim_
+
+
+async def check_fence(session: AsyncSession) -> None:
+    """Before a checkpoint's commit: raise IdempotencyKeyInUse (the caller's transaction then rolls
+    back) when the session's claim was taken over. Free when this transaction already checked
+    the token (:func:`set_recovery_point`); one round trip otherwise."""
+    claim_: Claim | None = session.info.get(_FENCE)
+    if session.info.pop(_FENCED, False) or claim_ is None:
+        return
+    result = await session.execute(
+        text(
+            "UPDATE idempotency_keys SET locked_at = locked_at "
+            "WHERE principal = :principal AND key = :key AND lock_token = :token RETURNING 1"
+        ),
+        {"principal": claim_.principal, "key": claim_.key, "token": claim_.token},
+    )
+    _held(result.first())
+
+
 async def set_recovery_point(session: AsyncSession, claim_: Claim, point: str, *, now: datetime | None = None) -> None:
     """Record progress of a multi-phase request (commit it with ``db.checkpoint``).
 
@@ -225,6 +252,7 @@ async def set_recovery_point(session: AsyncSession, claim_: Claim, point: str, *
         {"p": point, "now": now, "principal": claim_.principal, "key": claim_.key, "token": claim_.token},
     )
     _held(result.first())
+    session.info[_FENCED] = True  # the row is locked and ours until this transaction ends
 
 
 async def complete(session: AsyncSession, claim_: Claim, response: StoredResponse, *, now: datetime) -> None:
