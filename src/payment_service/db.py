@@ -111,6 +111,7 @@ def wake_after_commit(session: AsyncSession, channel: str, payload: str = "") ->
 def _after_commit(session: Session) -> None:
     if session.in_nested_transaction():
         return  # a savepoint released: nothing is visible to others before the outer COMMIT
+    idempotency.forget_fence_check(session.info)  # the next transaction checks the token again
     wakes = session.info.pop(_CHANNELS, None)
     waker = session.info.get(_WAKER)
     if wakes and waker is not None:
@@ -122,6 +123,7 @@ def _after_commit(session: Session) -> None:
 
 @event.listens_for(_WakingSession, "after_rollback")
 def _after_rollback(session: Session) -> None:
+    idempotency.forget_fence_check(session.info)  # a savepoint's rollback releases the row lock too
     if session.in_nested_transaction():
         return  # a savepoint rolled back: what the outer transaction wrote may still commit
     session.info.pop(_CHANNELS, None)
@@ -215,6 +217,10 @@ class CommitWaker:
         await self._drop()
 
 
+MAX_RECHECK_STRETCH = 15.0
+"""The longest a waiter goes without reading its state when many wait (seconds)."""
+
+
 class TooManyWaiters(Exception):
     """:meth:`ChangeListener.watch` refused a waiter: ``per_owner`` (one owner holds its share) or
     the process's bound."""
@@ -236,9 +242,10 @@ class ChangeListener:
     every ``recheck_interval`` (±20 %) and the waiter reads anyway.
 
     Waiters' reads are bounded: at most ``max_concurrent_reads`` at once per process
-    (:meth:`reading`), and the recheck interval stretches so that rechecks stay under
-    ``max_recheck_rate`` per second however many wait (5,000 waiters rechecking every 5 s would
-    be 1,000 reads/s; measured, they took the pool from the requests that create work).
+    (:meth:`read_slot`), and the recheck interval stretches (up to ``MAX_RECHECK_STRETCH``) so
+    that rechecks stay under ``max_recheck_rate`` per second (5,000 waiters rechecking every 5 s
+    would be 1,000 reads/s; measured, they took the pool from the requests that create work). A
+    long-poll's deadline is a recheck of its own.
 
     The connection is opened by the first :meth:`listen`, pinged every ``ping_interval`` (a
     half-open connection is dropped, not trusted forever) and re-opened by a later :meth:`listen`
@@ -379,7 +386,7 @@ class ChangeListener:
         if self._stopping:
             return False
         interval = self.recheck_interval if self.listening else self.poll_interval
-        interval = max(interval, self.waiting / self.max_recheck_rate)
+        interval = max(interval, min(self.waiting / self.max_recheck_rate, MAX_RECHECK_STRETCH))
         cap = interval * self._random.uniform(0.8, 1.2)
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(min(timeout, cap)):
@@ -387,13 +394,26 @@ class ChangeListener:
         event.clear()
         return not self._stopping
 
-    @contextlib.asynccontextmanager
-    async def reading(self) -> AsyncIterator[None]:
-        """One of the process's ``max_concurrent_reads`` slots for a waiter's read."""
+    async def read_slot(self, timeout: float) -> contextlib.AbstractAsyncContextManager[None] | None:
+        """One of the process's ``max_concurrent_reads`` slots for a waiter's read, acquired within
+        ``timeout`` seconds (None if not): use it as ``async with slot:`` to read, then it is free."""
         if self._reads is None:
             self._reads = asyncio.Semaphore(self._max_concurrent_reads)
-        async with self._reads:
-            yield
+        reads = self._reads
+        try:
+            async with asyncio.timeout(timeout):
+                await reads.acquire()
+        except TimeoutError:
+            return None
+
+        @contextlib.asynccontextmanager
+        async def held() -> AsyncIterator[None]:
+            try:
+                yield
+            finally:
+                reads.release()
+
+        return held()
 
     def stop_waiting(self) -> None:
         """Release every waiter now and make every later one answer at once (shutting down)."""

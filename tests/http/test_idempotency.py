@@ -252,6 +252,36 @@ class TestIdempotencyKey:
         assert r.json()["code"] == "idempotency_key_in_use"
         assert await count_notes(db) == 1  # step 2 was not committed beside the new holder's work
 
+    async def test_a_recovery_point_rolled_back_with_its_savepoint_does_not_excuse_the_fence(
+        self, app: FastAPI, client: httpx.AsyncClient, tokens: Tokens, db: Resources
+    ) -> None:
+        undone = APIRouter()
+
+        @undone.post("/v1/_test/undone", status_code=201)
+        async def savepoint_undone(session: Session, claim: IdempotencyClaim) -> dict[str, str]:
+            assert claim is not None
+            await checkpoint(session)  # the claim is committed; a new transaction follows
+            try:
+                async with session.begin_nested():
+                    await idempotency.set_recovery_point(session, claim, "tried")
+                    raise RuntimeError("the step failed: its savepoint (and the row lock) is gone")
+            except RuntimeError:
+                pass
+            async with db.sessionmaker() as other:  # the client's retry takes the key over
+                await other.execute(
+                    text("UPDATE idempotency_keys SET lock_token = gen_random_uuid() WHERE id = :id"), {"id": claim.id}
+                )
+                await other.commit()
+            await session.execute(text(_NOTE), {"p": '{"step": "after"}'})
+            await checkpoint(session)
+            return {"done": "yes"}
+
+        app.include_router(undone)
+        r = await client.post("/v1/_test/undone", json={}, headers=tokens.headers(tokens.user(), key="undone"))
+
+        assert r.status_code == 409
+        assert await count_notes(db) == 0
+
     async def test_a_checkpoint_costs_no_extra_statement_after_a_recovery_point(
         self, app: FastAPI, client: httpx.AsyncClient, tokens: Tokens, db: Resources
     ) -> None:
@@ -269,9 +299,10 @@ class TestIdempotencyKey:
 
             sqlalchemy.event.listen(sync_engine, "before_cursor_execute", seen)
             try:
-                await checkpoint(session)
+                await checkpoint(session)  # the recovery point locked the key's row: no statement
+                await checkpoint(session)  # nothing open: no statement either
                 await session.execute(text("SELECT 1"))
-                await checkpoint(session)  # nothing fenced this transaction: the fence's own UPDATE
+                await checkpoint(session)  # nothing checked the token in this transaction: the fence's own
             finally:
                 sqlalchemy.event.remove(sync_engine, "before_cursor_execute", seen)
             return {"done": "yes"}
@@ -280,7 +311,7 @@ class TestIdempotencyKey:
         r = await client.post("/v1/_test/counted", json={}, headers=tokens.headers(tokens.user(), key="counted"))
 
         assert r.status_code == 201, r.text
-        fences = [s for s in statements if "SET locked_at = locked_at" in s]
+        fences = [s for s in statements if "FOR NO KEY UPDATE" in s]
         assert len(fences) == 1
         assert statements.index(fences[0]) > statements.index("SELECT 1")
 

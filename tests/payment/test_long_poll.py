@@ -7,7 +7,7 @@ import contextlib
 import signal
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import pytest
@@ -348,23 +348,40 @@ class TestChangeListener:
             await listener.close()
 
 
+@contextlib.contextmanager
+def pool_exhausted_once_after_the_provider_call(
+    env: PaymentsEnv, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[list[int]]:
+    """The pool refuses its next checkout (as after ``pool_timeout`` seconds of waiting) once the
+    provider has answered: the answer exists only in memory then."""
+    pool: Any = env.resources.engine.sync_engine.pool
+    real_get, real_call = pool._do_get, payment_service._call_authorize
+    armed, refused = [False], [0]
+
+    def do_get() -> Any:
+        if armed[0]:
+            armed[0] = False
+            refused[0] += 1
+            raise sqlalchemy.exc.TimeoutError("QueuePool limit reached, connection timed out")
+        return real_get()
+
+    async def call_then_arm(*args: Any, **kwargs: Any) -> Any:
+        outcome = await real_call(*args, **kwargs)
+        armed[0] = True
+        return outcome
+
+    monkeypatch.setattr(pool, "_do_get", do_get)
+    monkeypatch.setattr(payment_service, "_call_authorize", call_then_arm)
+    yield refused
+
+
 class TestProviderAnswerKept:
     async def test_a_briefly_exhausted_pool_does_not_throw_away_the_customers_payment_page(
         self, payments: PaymentsEnv, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        real_load = payment_service._load
-        refused = 0
-
-        async def pool_exhausted_once(session: Any, payment_id: Any, attempt_id: Any, *, lock: bool = False) -> Any:
-            nonlocal refused
-            if lock and not refused:  # the first locked read is the one right after the provider call
-                refused += 1
-                raise sqlalchemy.exc.TimeoutError("QueuePool limit reached, connection timed out")
-            return await real_load(session, payment_id, attempt_id, lock=lock)
-
-        monkeypatch.setattr(payment_service, "_load", pool_exhausted_once)
-        r = await create(payments, provider="tbank")
-        assert refused == 1
+        with pool_exhausted_once_after_the_provider_call(payments, monkeypatch) as refused:
+            r = await create(payments, provider="tbank")
+        assert refused == [1]
         assert r.status_code == 201, r.text
         assert r.json()["status"] == "requires_action"
         assert r.json()["action"]["url"]  # T-Bank gives the page URL once: it was kept and applied

@@ -28,8 +28,10 @@ import hashlib
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 import orjson
+import sqlalchemy.exc
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -217,25 +219,47 @@ _FENCED = "idempotency_fenced_in_transaction"
 
 
 def fence_commits(session: AsyncSession, claim_: Claim) -> None:
-    """Make every ``db.checkpoint`` of ``session`` check that ``claim_`` still holds its key."""
+    """Make every ``db.checkpoint`` of ``session`` check that ``claim_`` still holds its key. Call
+    right after :func:`claim`: its statement locked the key's row for the open transaction."""
     session.info[_FENCE] = claim_
+    session.info[_FENCED] = True
+
+
+def forget_fence_check(info: dict[Any, Any]) -> None:
+    """The transaction (or savepoint) that checked the token ended: the next one checks again
+    (``db``'s session listeners call this on every commit and rollback)."""
+    info.pop(_FENCED, None)
 
 
 async def check_fence(session: AsyncSession) -> None:
     """Before a checkpoint's commit: raise IdempotencyKeyInUse (the caller's transaction then rolls
-    back) when the session's claim was taken over. Free when this transaction already checked
-    the token (:func:`set_recovery_point`); one round trip otherwise."""
+    back) when the session's claim was taken over. Free when this transaction already holds the
+    key's row (the claim itself, :func:`set_recovery_point`) or has nothing open; otherwise one
+    round trip that locks the row until the commit (``FOR NO KEY UPDATE``: a takeover waits)."""
     claim_: Claim | None = session.info.get(_FENCE)
-    if session.info.pop(_FENCED, False) or claim_ is None:
+    if claim_ is None or session.info.get(_FENCED) or not session.in_transaction():
         return
-    result = await session.execute(
-        text(
-            "UPDATE idempotency_keys SET locked_at = locked_at "
-            "WHERE principal = :principal AND key = :key AND lock_token = :token RETURNING 1"
-        ),
-        {"principal": claim_.principal, "key": claim_.key, "token": claim_.token},
-    )
+    try:
+        result = await session.execute(
+            text(
+                "SELECT 1 FROM idempotency_keys "
+                "WHERE principal = :principal AND key = :key AND lock_token = :token FOR NO KEY UPDATE"
+            ),
+            {"principal": claim_.principal, "key": claim_.key, "token": claim_.token},
+        )
+    except sqlalchemy.exc.DBAPIError as exc:
+        # the takeover locks the key first and the payment second, a late checkpoint the other way
+        if _sqlstate(exc) == "40P01":
+            raise IdempotencyKeyInUse(retry_after=1) from exc
+        raise
     _held(result.first())
+    session.info[_FENCED] = True
+
+
+def _sqlstate(exc: sqlalchemy.exc.DBAPIError) -> str | None:
+    orig = exc.orig
+    code = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
+    return str(code) if code else None
 
 
 async def set_recovery_point(session: AsyncSession, claim_: Claim, point: str, *, now: datetime | None = None) -> None:

@@ -231,9 +231,12 @@ async def get_when_changed(
             async with park():
                 if not await listener.wait(changed, remaining):
                     break
-            if not listener.listening:
-                await listener.listen(WATCH_CHANNEL)
-            async with listener.reading():
+                if not listener.listening:
+                    await listener.listen(WATCH_CHANNEL)
+                slot = await listener.read_slot(max(deadline - loop.time(), 0.0))
+            if slot is None:
+                break  # no read slot before the deadline: answer with what was read last
+            async with slot:
                 payment = await repository.get(session, payment_id) or payment
                 await release(session)
             if (payment.status, payment.action) != seen:
@@ -540,8 +543,9 @@ async def _load_after_call(
         except sqlalchemy.exc.TimeoutError:
             if tried == APPLY_CONNECTION_TRIES:
                 raise
+            # The session stays usable: its transaction has no connection yet, the next statement
+            # asks the pool again. No rollback: it would expire every object the caller still holds.
             log.warning("payment_apply_waits_for_connection", payment_id=str(payment_id), tried=tried)
-            await session.rollback()
     raise AssertionError("unreachable")
 
 
