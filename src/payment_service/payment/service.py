@@ -473,7 +473,7 @@ async def _drive(
         request = _charge_request(payment, attempt, notification_url)
         provider_name = attempt.provider
         if session.in_transaction():
-            await session.commit()  # nothing is open while we wait for the provider
+            await checkpoint(session)  # nothing is open while we wait for the provider
         outcome = await _call_authorize(providers, provider_name, request)
         payment, attempt = await _load_after_call(session, payment_id, attempt_id)
         now = clock.now()

@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from payment_service.db import checkpoint
 from payment_service.kit.clock import Clock
 from payment_service.models.payment import Payment
 from payment_service.models.refund import Refund
@@ -93,7 +94,7 @@ async def _execute(session: AsyncSession, *, refund_id: uuid.UUID, providers: Pr
     if refund.status not in OPEN:
         return refund
     ref, provider_name = _payment_ref(payment), refund.provider or ""
-    await session.commit()
+    await checkpoint(session)  # nothing open during the call (fenced in a keyed request)
     outcome = await _call(providers, provider_name, ref, refund)
     payment, refund = await _locked(session, refund_id)
     refund.last_called_at = clock.now()
