@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 import structlog
 from fastapi import FastAPI
 
-from payment_service import __version__
+from payment_service import __version__, metrics
 from payment_service.api import ROUTERS
 from payment_service.config import Settings, get_settings
 from payment_service.donation import endpoints as donation_endpoints
@@ -52,6 +52,9 @@ def create_app(settings: Settings | None = None, resources: Resources | None = N
             res.provider_credentials = await load_provider_credentials(settings, res.http)
             res.start_providers()
         loop_lag.monitor()  # payment_event_loop_lag_seconds from the start, not from the first provider call
+        metrics.watch_gc()
+        if owned:  # a real process (tests share theirs): start-up's objects leave the collector's work
+            metrics.freeze_startup_objects()
         app.state.resources = res
         app.state.shutting_down = False
         log.info("api_started", env=str(settings.env), version=__version__)

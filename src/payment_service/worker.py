@@ -27,6 +27,7 @@ import asyncpg
 import structlog
 from sqlalchemy import text
 
+from payment_service import metrics
 from payment_service.catalog import tasks as catalog_tasks
 from payment_service.config import Settings
 from payment_service.db import asyncpg_dsn, transaction
@@ -290,6 +291,8 @@ async def run_worker(settings: Settings, *, stop: asyncio.Event) -> None:
     try:
         resources.provider_credentials = await load_provider_credentials(settings, resources.http)
         resources.start_providers()
+        metrics.watch_gc()
+        metrics.freeze_startup_objects()
         await Worker(settings, resources=resources).run(stop)
     finally:
         await resources.close()
