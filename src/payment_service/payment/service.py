@@ -208,8 +208,7 @@ async def get_when_changed(
     waits without a pooled connection (``release``) and outside the in-flight count (``park``:
     only the sleep, every read counts), and reads the payment itself (one of the listener's few
     read slots) after every wake-up and every ``listener.recheck_interval`` or so: a NOTIFY only
-    says when to look. While the server is
-    draining it answers at once. Raises :class:`LongPollsAtCapacity` (503) beyond the process's
+    says when to look. While the server is draining it answers at once. Raises :class:`LongPollsAtCapacity` (503) beyond the process's
     bound and :class:`TooManyLongPolls` (429) beyond a user's share."""
     if wait <= 0 or listener is None:
         return await get(session, principal=principal, payment_id=payment_id)
