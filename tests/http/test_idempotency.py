@@ -203,11 +203,7 @@ class TestIdempotencyKey:
             assert claim is not None
             await session.execute(text(_NOTE), {"p": '{"step": 1}'})
             await checkpoint(session)  # then a provider call outlives the lock timeout ...
-            async with db.sessionmaker() as other:  # ... and the client's retry takes the key over
-                await other.execute(
-                    text("UPDATE idempotency_keys SET lock_token = gen_random_uuid() WHERE id = :id"), {"id": claim.id}
-                )
-                await other.commit()
+            await _take_over(db, claim)  # ... and the client's retry takes the key over
             await session.execute(text(_NOTE), {"p": '{"step": 2}'})
             return {"done": "yes"}
 
@@ -235,11 +231,7 @@ class TestIdempotencyKey:
             assert claim is not None
             await session.execute(text(_NOTE), {"p": '{"step": 1}'})
             await checkpoint(session)  # a call outlives the lock timeout; the retry takes the key over
-            async with db.sessionmaker() as other:
-                await other.execute(
-                    text("UPDATE idempotency_keys SET lock_token = gen_random_uuid() WHERE id = :id"), {"id": claim.id}
-                )
-                await other.commit()
+            await _take_over(db, claim)
             await session.execute(text(_NOTE), {"p": '{"step": 2}'})
             await checkpoint(session)  # no recovery point recorded in between: the fence alone stops it
             await session.execute(text(_NOTE), {"p": '{"step": 3}'})
@@ -267,11 +259,7 @@ class TestIdempotencyKey:
                     raise RuntimeError("the step failed: its savepoint (and the row lock) is gone")
             except RuntimeError:
                 pass
-            async with db.sessionmaker() as other:  # the client's retry takes the key over
-                await other.execute(
-                    text("UPDATE idempotency_keys SET lock_token = gen_random_uuid() WHERE id = :id"), {"id": claim.id}
-                )
-                await other.commit()
+            await _take_over(db, claim)  # the client's retry takes the key over
             await session.execute(text(_NOTE), {"p": '{"step": "after"}'})
             await checkpoint(session)
             return {"done": "yes"}
@@ -314,6 +302,15 @@ class TestIdempotencyKey:
         fences = [s for s in statements if "FOR NO KEY UPDATE" in s]
         assert len(fences) == 1
         assert statements.index(fences[0]) > statements.index("SELECT 1")
+
+
+async def _take_over(db: Resources, claim: idempotency.Claim) -> None:
+    """What a retry does to a claim that outlived the lock timeout: the key's lock is its now."""
+    async with db.sessionmaker() as other:
+        await other.execute(
+            text("UPDATE idempotency_keys SET lock_token = gen_random_uuid() WHERE id = :id"), {"id": claim.id}
+        )
+        await other.commit()
 
 
 _NOTE = (

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 from typing import Any
 
 import httpx
@@ -129,6 +129,22 @@ class TestOverload:
         assert webhook.json() == {"ok": "webhook"}
 
 
+async def _status_through(limiter: InFlightLimitMiddleware, method: str, path: str) -> int:
+    """The status a bodiless request gets through ``limiter`` (ASGI, no server)."""
+    statuses: list[int] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            statuses.append(message["status"])
+
+    scope = {"type": "http", "method": method, "path": path, "headers": [], "query_string": b""}
+    await limiter(scope, receive, send)
+    return statuses[0]
+
+
 class TestNewWorkFirst:
     """Under overload new work (mutating /v1 requests) is refused before reads and webhooks."""
 
@@ -143,19 +159,8 @@ class TestNewWorkFirst:
 
         limiter = InFlightLimitMiddleware(app, limit=4, new_work_limit=1)
 
-        async def call(method: str, path: str) -> int:
-            statuses: list[int] = []
-
-            async def receive() -> dict[str, Any]:
-                return {"type": "http.request", "body": b"", "more_body": False}
-
-            async def send(message: dict[str, Any]) -> None:
-                if message["type"] == "http.response.start":
-                    statuses.append(message["status"])
-
-            scope = {"type": "http", "method": method, "path": path, "headers": [], "query_string": b""}
-            await limiter(scope, receive, send)
-            return statuses[0]
+        def call(method: str, path: str) -> Coroutine[Any, Any, int]:
+            return _status_through(limiter, method, path)
 
         first = asyncio.create_task(call("POST", "/v1/payments"))
         await asyncio.sleep(0.01)  # the first checkout holds the new-work budget
@@ -187,19 +192,8 @@ class TestParking:
 
         limiter = InFlightLimitMiddleware(app, limit=1)
 
-        async def call(path: str) -> int:
-            statuses: list[int] = []
-
-            async def receive() -> dict[str, Any]:
-                return {"type": "http.request", "body": b"", "more_body": False}
-
-            async def send(message: dict[str, Any]) -> None:
-                if message["type"] == "http.response.start":
-                    statuses.append(message["status"])
-
-            scope = {"type": "http", "method": "GET", "path": path, "headers": [], "query_string": b""}
-            await limiter(scope, receive, send)
-            return statuses[0]
+        def call(path: str) -> Coroutine[Any, Any, int]:
+            return _status_through(limiter, "GET", path)
 
         waiting = asyncio.create_task(call("/v1/payments/waiting"))
         await asyncio.wait_for(parked.wait(), 5)
