@@ -56,13 +56,20 @@ class Stack:
     """``payment-service dev`` on a scratch database, stopped with SIGINT."""
 
     def __init__(
-        self, admin_dsn: str, redis_url: str, *, api_processes: int | None = None, pool_size: int | None = None
+        self,
+        admin_dsn: str,
+        redis_url: str,
+        *,
+        api_processes: int | None = None,
+        pool_size: int | None = None,
+        max_overflow: int = 2,
     ) -> None:
         self.admin_dsn = admin_dsn
         self.api_processes = api_processes
         self.pool_size = pool_size
         """Pooled connections per process (default: the service's); the smoke run, which shares
         Postgres' ``max_connections`` with the test suite, takes fewer."""
+        self.max_overflow = max_overflow
         self.database = f"bench_service_{os.getpid()}"
         self.dsn = admin_dsn.rsplit("/", 1)[0] + "/" + self.database
         self.port = free_port()
@@ -89,7 +96,7 @@ class Stack:
         env.update(DATABASE_URL=self.dsn, REDIS_URL=self.redis_url, PAYMENT_LOG_LEVEL="WARNING")
         env["PAYMENT_DEV_ANY_PORTS"] = "1"  # free ports for broker and Vault: other stacks may be starting too
         if self.pool_size is not None:
-            env.update(PAYMENT_DB__POOL_SIZE=str(self.pool_size), PAYMENT_DB__MAX_OVERFLOW="2")
+            env.update(PAYMENT_DB__POOL_SIZE=str(self.pool_size), PAYMENT_DB__MAX_OVERFLOW=str(self.max_overflow))
         argv = [sys.executable, "-m", "payment_service.cli", "dev", "--port", str(self.port)]
         if self.api_processes:
             argv += ["--api-processes", str(self.api_processes)]
