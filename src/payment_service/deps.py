@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import AbstractAsyncContextManager
@@ -67,6 +68,27 @@ async def get_park(request: Request) -> Callable[[], AbstractAsyncContextManager
     """The in-flight limit's parking for a long-poll's wait (``middleware.PARK_STATE``), if any."""
     park: Callable[[], AbstractAsyncContextManager[object]] | None = getattr(request.state, "park_in_flight", None)
     return park or contextlib.nullcontext
+
+
+@contextlib.asynccontextmanager
+async def client_gone(request: Request) -> AsyncIterator[asyncio.Future[None]]:
+    """A future that completes when the client disconnects, for a handler that waits long (a
+    long-poll): uvicorn does not cancel a handler whose client went away, so without this the
+    handler would hold its waiter until its own deadline. The request's body is read and dropped
+    on the way (use it only where the handler reads none)."""
+
+    async def until_disconnect() -> None:
+        try:
+            while (await request.receive())["type"] != "http.disconnect":
+                pass
+        except Exception:  # the request cannot be read any more: stop waiting for it too
+            return
+
+    watch = asyncio.get_running_loop().create_task(until_disconnect())
+    try:
+        yield watch
+    finally:
+        watch.cancel()
 
 
 async def get_principal(request: Request) -> PrincipalT:

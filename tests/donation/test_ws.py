@@ -10,15 +10,12 @@ for every wrong token.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import orjson
 import pytest
-import uvicorn
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
@@ -29,39 +26,11 @@ from payment_service.donation import repository as donation_repository
 from payment_service.main import create_app
 from payment_service.resources import Resources
 from tests.donation.conftest import DonationsEnv, fund_wallet
+from tests.live_server import Live, serve
 
 STREAMER = "streamer-ws"
 VIEWER = "viewer-ws"
 TIMEOUT = 10.0
-
-
-class _Server(uvicorn.Server):
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:  # leave the test runner's signal handlers alone
-        yield
-
-
-@dataclass
-class Live:
-    url: str
-    server: _Server
-
-
-@contextlib.asynccontextmanager
-async def serve(app: Any) -> AsyncIterator[Live]:
-    config = uvicorn.Config(app, host="127.0.0.1", port=0, lifespan="off", log_level="warning", ws="websockets-sansio")
-    server = _Server(config)
-    task = asyncio.create_task(server.serve())
-    try:
-        while not server.started:
-            if task.done():
-                task.result()
-            await asyncio.sleep(0.01)
-        port = server.servers[0].sockets[0].getsockname()[1]
-        yield Live(f"ws://127.0.0.1:{port}/v1/ws/donations", server)
-    finally:
-        server.should_exit = True
-        await asyncio.wait_for(task, timeout=15)
 
 
 @pytest.fixture

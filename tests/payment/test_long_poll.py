@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 import sqlalchemy.exc
 import uvicorn
+from prometheus_client import REGISTRY
 from sqlalchemy import text
 
 from payment_service.db import ChangeListener, asyncpg_dsn, wake_after_commit
@@ -20,6 +21,7 @@ from payment_service.middleware import InFlightLimitMiddleware
 from payment_service.payment import service as payment_service
 from payment_service.resources import Resources
 from payment_service.server import GracefulServer
+from tests.live_server import serve
 from tests.payment.conftest import PaymentsEnv
 from tests.payment.test_scenarios import create, get, provider_id
 
@@ -251,6 +253,28 @@ class TestLongPoll:
         polling.cancel()
         await asyncio.gather(polling, return_exceptions=True)
         assert (limiter.in_flight, limiter.parked, listener.waiting) == (0, 0, 0)
+
+    async def test_a_client_that_hangs_up_frees_its_waiter_at_once(self, payments: PaymentsEnv) -> None:
+        # a real server: only a real socket's close reaches the app as http.disconnect
+        listener = payments.resources.listener
+        assert listener is not None
+        limiter = limiter_of(payments.app)
+        pid = await requires_action(payments)
+        gone_before = REGISTRY.get_sample_value("payment_long_polls_total", {"outcome": "client_gone"}) or 0.0
+        async with serve(payments.app) as live:
+            _, writer = await asyncio.open_connection("127.0.0.1", live.port)
+            writer.write(
+                f"GET /v1/payments/{pid}?wait=30 HTTP/1.1\r\nHost: payments\r\n"
+                f"Authorization: Bearer {payments.tokens.user('u1')}\r\n\r\n".encode()
+            )
+            await writer.drain()
+            await until(lambda: listener.waiting == 1 and limiter.parked == 1)
+            writer.close()
+            await writer.wait_closed()
+            await until(lambda: listener.waiting == 0, timeout=10)  # not after the 30 s it asked for
+            await until(lambda: (limiter.in_flight, limiter.parked) == (0, 0))
+        gone = REGISTRY.get_sample_value("payment_long_polls_total", {"outcome": "client_gone"})
+        assert gone == gone_before + 1
 
     async def test_the_waits_hold_no_pooled_connection(self, payments: PaymentsEnv) -> None:
         pool: Any = payments.resources.engine.pool

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 
 from payment_service.auth import Principal as PrincipalT
 from payment_service.deps import (
@@ -16,6 +17,7 @@ from payment_service.deps import (
     Providers,
     ReadSession,
     Session,
+    client_gone,
     require_scope,
 )
 from payment_service.kit.money import Money, MoneyValue
@@ -122,6 +124,7 @@ async def get_payment(
     principal: Annotated[PrincipalT, Depends(require_scope("payments:read"))],
     listener: Listener,
     park: Park,
+    request: Request,
     response: Response,
     wait: Annotated[
         float,
@@ -136,9 +139,10 @@ async def get_payment(
         ),
     ] = 0,
 ) -> PaymentOut:
-    payment = await payment_service.get_when_changed(
-        session, principal=principal, payment_id=payment_id, wait=wait, listener=listener, park=park
-    )
+    async with client_gone(request) if wait > 0 else contextlib.nullcontext(None) as gone:
+        payment = await payment_service.get_when_changed(
+            session, principal=principal, payment_id=payment_id, wait=wait, listener=listener, park=park, gone=gone
+        )
     if wait and listener is not None and listener.stopping:
         # draining: answered at once; closing the connection sends the client's next long-poll
         # to another instance instead of back here through keep-alive

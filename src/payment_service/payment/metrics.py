@@ -1,4 +1,4 @@
-"""Payment metrics: statuses reached, failover decisions, outcomes that need attention."""
+"""Payment metrics: statuses reached, failover decisions, outcomes that need attention, long-polls."""
 
 from __future__ import annotations
 
@@ -13,4 +13,10 @@ FAILOVERS = Counter(
 UNRESOLVED = Counter("payments_provider_anomalies_total", "Provider answers we refused to apply", ["provider", "kind"])
 LATE_SUCCESS = Counter(
     "payments_late_success_total", "Money received for a payment already expired/canceled/failed", ["provider"]
+)
+LONG_POLLS = Counter(
+    "payment_long_polls_total",
+    "Long-polls of a payment that waited, by how the wait ended: changed, deadline, stopping (the "
+    "server drains) or client_gone (the client disconnected)",
+    ["outcome"],
 )

@@ -46,7 +46,7 @@ from payment_service.models.payment import CaptureMode, Payment, PaymentAttempt,
 from payment_service.outbox import events
 from payment_service.outbox import service as outbox_service
 from payment_service.payment import repository
-from payment_service.payment.metrics import FAILOVERS, LATE_SUCCESS, PAYMENT_STATUS, UNRESOLVED
+from payment_service.payment.metrics import FAILOVERS, LATE_SUCCESS, LONG_POLLS, PAYMENT_STATUS, UNRESOLVED
 from payment_service.payment.schemas import PaymentCreate
 from payment_service.payment.states import (
     TERMINAL_ATTEMPT,
@@ -199,6 +199,7 @@ async def get_when_changed(
     wait: float,
     listener: ChangeListener | None,
     park: Park = contextlib.nullcontext,
+    gone: asyncio.Future[None] | None = None,
 ) -> Payment:
     """The payment, as :func:`get`; with ``wait`` > 0 and a status that is not final, answered once
     its status (or its customer action) differs from what it was when the request came, or after
@@ -208,8 +209,11 @@ async def get_when_changed(
     waits without a pooled connection (``release``) and outside the in-flight count (``park``:
     only the sleep, every read counts), and reads the payment itself (one of the listener's few
     read slots) after every wake-up and every ``listener.recheck_interval`` or so: a NOTIFY only
-    says when to look. While the server is draining it answers at once. Raises :class:`LongPollsAtCapacity` (503) beyond the process's
-    bound and :class:`TooManyLongPolls` (429) beyond a user's share."""
+    says when to look. While the server is draining it answers at once. When ``gone`` completes
+    (the client disconnected) it stops waiting at once, without another read: its waiter, its
+    share of the user's waiters and its place among the parked requests are free again (metric
+    ``payment_long_polls_total{outcome="client_gone"}``). Raises :class:`LongPollsAtCapacity`
+    (503) beyond the process's bound and :class:`TooManyLongPolls` (429) beyond a user's share."""
     if wait <= 0 or listener is None:
         return await get(session, principal=principal, payment_id=payment_id)
     loop = asyncio.get_running_loop()
@@ -226,9 +230,18 @@ async def get_when_changed(
             return payment
         seen = (payment.status, payment.action)
         await release(session)
+        if gone is not None:
+            wake = changed.set
+            gone.add_done_callback(lambda _: wake())
+        outcome = "deadline"
         while (remaining := deadline - loop.time()) > 0:
             async with park():
-                if not await listener.wait(changed, remaining):
+                woken = await listener.wait(changed, remaining)
+                if gone is not None and gone.done():
+                    outcome = "client_gone"
+                    break
+                if not woken:
+                    outcome = "stopping"
                     break
                 if not listener.listening:
                     await listener.listen(WATCH_CHANNEL)
@@ -239,7 +252,9 @@ async def get_when_changed(
                 payment = await repository.get(session, payment_id) or payment
                 await release(session)
             if (payment.status, payment.action) != seen:
+                outcome = "changed"
                 break
+        LONG_POLLS.labels(outcome=outcome).inc()
     return payment
 
 
