@@ -29,7 +29,7 @@ from payment_service.order import tasks as order_tasks
 from payment_service.payment import service as payment_service
 from payment_service.refund import service as refund_service
 from tests.order.conftest import Shop
-from tests.payment.test_long_poll import pool_exhausted_once_after_the_provider_call
+from tests.payment.test_long_poll import pool_exhausted_after_the_provider_call
 
 
 def money(value: str, currency: str = "RUB") -> dict[str, str]:
@@ -155,7 +155,7 @@ class TestPayByCard:
         self, shop: Shop, monkeypatch: pytest.MonkeyPatch
     ) -> None:
         order = await shop.new_order("alice", ["game-1001"])
-        with pool_exhausted_once_after_the_provider_call(shop.env, monkeypatch) as refused:
+        with pool_exhausted_after_the_provider_call(shop.env, monkeypatch) as refused:
             r = await shop.pay("alice", order["id"], method="bank_card", provider="tbank")
         assert refused == [1]
         assert r.status_code == 200, r.text  # the order's own objects are still loaded, not expired

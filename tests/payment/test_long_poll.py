@@ -373,25 +373,27 @@ class TestChangeListener:
 
 
 @contextlib.contextmanager
-def pool_exhausted_once_after_the_provider_call(
-    env: PaymentsEnv, monkeypatch: pytest.MonkeyPatch
+def pool_exhausted_after_the_provider_call(
+    env: PaymentsEnv, monkeypatch: pytest.MonkeyPatch, *, times: int = 1
 ) -> Iterator[list[int]]:
-    """The pool refuses its next checkout (as after ``pool_timeout`` seconds of waiting) once the
-    provider has answered: the answer exists only in memory then."""
+    """The pool refuses its next ``times`` checkouts (as after ``pool_timeout`` seconds of waiting
+    each) once the provider has answered the first call: the answer exists only in memory then."""
     pool: Any = env.resources.engine.sync_engine.pool
     real_get, real_call = pool._do_get, payment_service._call_authorize
-    armed, refused = [False], [0]
+    armed, refused, calls = [0], [0], [0]
 
     def do_get() -> Any:
         if armed[0]:
-            armed[0] = False
+            armed[0] -= 1
             refused[0] += 1
             raise sqlalchemy.exc.TimeoutError("QueuePool limit reached, connection timed out")
         return real_get()
 
     async def call_then_arm(*args: Any, **kwargs: Any) -> Any:
         outcome = await real_call(*args, **kwargs)
-        armed[0] = True
+        calls[0] += 1
+        if calls[0] == 1:
+            armed[0] = times
         return outcome
 
     monkeypatch.setattr(pool, "_do_get", do_get)
@@ -403,12 +405,39 @@ class TestProviderAnswerKept:
     async def test_a_briefly_exhausted_pool_does_not_throw_away_the_customers_payment_page(
         self, payments: PaymentsEnv, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        with pool_exhausted_once_after_the_provider_call(payments, monkeypatch) as refused:
+        with pool_exhausted_after_the_provider_call(payments, monkeypatch) as refused:
             r = await create(payments, provider="tbank")
         assert refused == [1]
         assert r.status_code == 201, r.text
         assert r.json()["status"] == "requires_action"
         assert r.json()["action"]["url"]  # T-Bank gives the page URL once: it was kept and applied
+
+    async def test_a_page_lost_with_its_answer_is_made_again_by_the_clients_retry(
+        self, payments: PaymentsEnv, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        key = uuid.uuid4().hex
+        tries = payment_service.APPLY_CONNECTION_TRIES
+        with pool_exhausted_after_the_provider_call(payments, monkeypatch, times=tries) as refused:
+            lost = await create(payments, provider="tbank", key=key)
+        assert refused == [tries]
+        assert (lost.status_code, lost.json()["code"]) == (503, "database_busy")
+        # The status sync finds the payment at T-Bank, but GetState has no page URL: applying it
+        # would leave the payment waiting for a customer with nothing to open.
+        await payments.scalar("UPDATE payment_attempts SET next_sync_at = now() - interval '1 second' RETURNING 1")
+        await payments.worker.sync()
+        assert await payments.scalar("SELECT status FROM payment_attempts") == "created"
+
+        retried = await create(payments, provider="tbank", key=key)  # the client's retry, same key
+
+        assert retried.status_code == 201, retried.text
+        body = retried.json()
+        assert body["status"] == "requires_action"
+        assert body["action"]["url"]
+        await payments.pay("tbank", await provider_id(payments, body["id"]), card_number=None, outcome=None)
+        assert await payments.worker.apply_webhooks() >= 1
+        assert (await get(payments, body["id"]))["status"] == "succeeded"
+        charged = [e for e in payments.emulators.state("tbank").ledger if e.kind in ("charge", "capture")]
+        assert len(charged) == 1  # the lost payment (two at T-Bank for one order) was never paid
 
 
 class TestRecheckBudget:

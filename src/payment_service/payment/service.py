@@ -1281,8 +1281,31 @@ async def sync_attempt(
         )
         return AttemptStatus(attempt.status)
     payment, attempt = await _load(session, attempt.payment_id, attempt_id, lock=True)
+    if _page_lost(payment, attempt, result):
+        # The provider has the payment, but its status read does not carry the customer's page
+        # (T-Bank GetState, Sber getOrderStatus): only the create's answer did, and the request
+        # that got it could not store it. Applied, this would leave the payment waiting for a
+        # customer who has nothing to open. Left ``created``, the client's retry with its
+        # Idempotency-Key creates the payment at the provider again and gets a page; the lost one
+        # is never paid (nobody has its page) and is voided when our payment expires.
+        UNRESOLVED.labels(attempt.provider, "customer_page_lost").inc()
+        log.warning(
+            "payment_page_lost", payment_id=str(payment.id), attempt_id=str(attempt.id), provider=attempt.provider
+        )
+        return AttemptStatus(attempt.status)  # asked again at its next sync (the claim postponed it)
     await apply_provider_result(session, payment=payment, attempt=attempt, result=result, now=clock.now())
     return attempt.status
+
+
+def _page_lost(payment: Payment, attempt: PaymentAttempt, result: ProviderResult) -> bool:
+    """A report that the customer must act, without what to show them, for an attempt whose
+    create answer (the one that had it) was never applied."""
+    return (
+        attempt.status == AttemptStatus.created
+        and result.status is ProviderStatus.requires_action
+        and result.action is None
+        and payment.action is None
+    )
 
 
 async def expire(
