@@ -20,6 +20,7 @@ from payment_service.providers.errors import (
 )
 from payment_service.providers.ports import (
     ActionType,
+    Capability,
     DeclineCode,
     PaymentMethod,
     PaymentRef,
@@ -256,6 +257,22 @@ class TestRefund:
         assert first.status is RefundStatus.succeeded
         assert second.status is RefundStatus.succeeded
         assert sum(e.amount_minor for e in h.state.ledger if e.kind == "refund") == 20_000
+
+    async def test_a_repeated_refund_key_refunds_once_exactly_where_the_adapter_says_so(self, h: Harness) -> None:
+        # The refund sync calls a refund again with its key only for Capability.idempotent_refund;
+        # for the others (Sber) a repeat is a second refund, so it reads the refunded total instead.
+        req = h.request(20_000)
+        created = await h.adapter.authorize(req)
+        await h.pay(created.provider_payment_id)
+        ref = PaymentRef(req.idempotency_key, created.provider_payment_id)
+        key = "r1-" + req.idempotency_key
+
+        for _ in range(2):
+            await h.adapter.refund(ref, amount_minor=5_000, currency="RUB", idempotency_key=key)
+
+        refunded = sum(e.amount_minor for e in h.state.ledger if e.kind == "refund")
+        replays = Capability.idempotent_refund in h.adapter.capabilities
+        assert refunded == (5_000 if replays else 10_000)
 
 
 async def test_unknown_attempt_is_not_found(h: Harness) -> None:

@@ -232,6 +232,11 @@ class Capability(StrEnum):
     partial_capture = "partial_capture"
     partial_refund = "partial_refund"
     status_by_idempotency_key = "status_by_idempotency_key"
+    idempotent_refund = "idempotent_refund"
+    """A refund call repeated with the same idempotency key refunds once and replays the first
+    answer (YooKassa's Idempotence-Key, T-Bank's ExternalRequestId, the mobile aggregator's key).
+    Without it (Sber ``refund.do``) a refund is never called twice blindly: its outcome is read
+    from the payment's refunded total."""
 
 
 @runtime_checkable

@@ -136,7 +136,14 @@ def refund_result(r: MCRefund) -> RefundResult:
 
 class MobileProvider:
     name = PROVIDER
-    capabilities = frozenset({Capability.two_stage, Capability.partial_refund, Capability.status_by_idempotency_key})
+    capabilities = frozenset(
+        {
+            Capability.two_stage,
+            Capability.partial_refund,
+            Capability.status_by_idempotency_key,
+            Capability.idempotent_refund,
+        }
+    )
 
     def __init__(
         self,

@@ -218,6 +218,7 @@ class TBankProvider:
             Capability.partial_capture,
             Capability.partial_refund,
             Capability.status_by_idempotency_key,
+            Capability.idempotent_refund,
         }
     )
 

@@ -217,7 +217,9 @@ def _receipt(receipt: ReceiptData) -> dict[str, Any]:
 
 class YooKassaProvider:
     name = PROVIDER
-    capabilities = frozenset({Capability.two_stage, Capability.partial_capture, Capability.partial_refund})
+    capabilities = frozenset(
+        {Capability.two_stage, Capability.partial_capture, Capability.partial_refund, Capability.idempotent_refund}
+    )
 
     def __init__(
         self,

@@ -54,7 +54,6 @@ from payment_service.refund.service.lifecycle import (
 )
 from payment_service.refund.service.provider import (
     MAX_REPLAY_AGE,
-    NOT_IDEMPOTENT_REFUNDS,
     NOTHING_HAPPENED_AFTER,
     apply_provider_refund,
     sync,
@@ -76,7 +75,6 @@ __all__ = [
     "GAME_ID_KEY",
     "MAX_REPLAY_AGE",
     "NOTHING_HAPPENED_AFTER",
-    "NOT_IDEMPOTENT_REFUNDS",
     "SYNC_BACKOFF",
     "BasisResolver",
     "InvalidRefundAmount",

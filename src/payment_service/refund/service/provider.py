@@ -21,7 +21,7 @@ from payment_service.providers.errors import (
     ProviderTimeout,
     ProviderUnavailable,
 )
-from payment_service.providers.ports import PaymentRef, RefundResult
+from payment_service.providers.ports import Capability, PaymentRef, RefundResult
 from payment_service.providers.ports import RefundStatus as ProviderRefundStatus
 from payment_service.providers.registry import ProviderRegistry, UnknownProvider
 from payment_service.refund import repository
@@ -35,10 +35,6 @@ from payment_service.refund.states import (
 log = structlog.get_logger(__name__)
 
 
-NOT_IDEMPOTENT_REFUNDS = frozenset({"sber"})
-"""Providers whose refund call takes no idempotency key (Sber ``refund.do``): never replayed;
-the sync reads the provider's refunded total instead. (A ``Capability`` in ``providers/ports.py``
-would say this better; until then it lives here.)"""
 NOTHING_HAPPENED_AFTER = timedelta(minutes=2)
 """Sber: a refund the provider's total does not show this long after our last call never took
 effect (every call has ended by then), so calling again cannot refund twice."""
@@ -149,8 +145,8 @@ async def sync(
     """Resolve one open refund (``processing``/``unknown``). Safe to run twice.
 
     Idempotent providers are called again with the same key: the provider replays its answer,
-    or makes the refund now if the first call never reached it. Providers without a refund key
-    are asked for the payment's refunded total instead (:data:`NOT_IDEMPOTENT_REFUNDS`).
+    or makes the refund now if the first call never reached it. Providers without
+    ``Capability.idempotent_refund`` (Sber) are asked for the payment's refunded total instead.
     Returns the refund's status afterwards (None if it does not exist).
     """
     refund = await repository.get(session, refund_id)
@@ -159,13 +155,22 @@ async def sync(
     if refund.status not in OPEN:
         return RefundStatus(refund.status)
     now = clock.now()
-    if (refund.provider or "") in NOT_IDEMPOTENT_REFUNDS:
+    if not _replays_refunds(providers, refund.provider or ""):
         return await _sync_by_total(session, refund_id=refund_id, providers=providers, clock=clock)
     if _approved_at(refund) < now - MAX_REPLAY_AGE:
         refund.next_sync_at = None
         log.error("refund_needs_operator", refund_id=str(refund.id), provider=refund.provider, status=refund.status)
         return RefundStatus(refund.status)
     return RefundStatus((await _execute(session, refund_id=refund_id, providers=providers, clock=clock)).status)
+
+
+def _replays_refunds(providers: ProviderRegistry, provider_name: str) -> bool:
+    """Whether calling the refund again with its key is safe. A provider switched off in this
+    process counts as safe: the call is refused before anything is sent (``_call``: retry)."""
+    try:
+        return Capability.idempotent_refund in providers.resolve(provider_name).capabilities
+    except UnknownProvider:
+        return True
 
 
 async def _sync_by_total(
