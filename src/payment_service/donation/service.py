@@ -52,6 +52,7 @@ from payment_service.payment import service as payment_service
 from payment_service.payment.schemas import PaymentCreate
 from payment_service.payment.states import PaymentStatus
 from payment_service.providers.registry import ProviderRegistry
+from payment_service.wallet.service import InsufficientWalletFunds
 
 log = structlog.get_logger(__name__)
 
@@ -86,14 +87,6 @@ class InvalidStreamer(Unprocessable):
 class DonorNotAllowed(Forbidden):
     code = "donor_not_allowed"
     title = "Only internal services may donate on behalf of another user"
-
-
-class InsufficientWalletFunds(AppError):
-    """The donor's wallet cannot cover the donation; nothing was recorded."""
-
-    code = "insufficient_funds"
-    status = 402
-    title = "Not enough money in the wallet"
 
 
 class OverlayTokenForUsersOnly(Forbidden):
@@ -314,12 +307,7 @@ async def create(
                 session, donation, source=accounts.user_wallet(donation.donor_id, donation.currency), now=now
             )
         except ledger_service.InsufficientFunds as exc:
-            raise InsufficientWalletFunds(
-                f"The wallet has {exc.available} available; {exc.required} is needed",
-                available=MoneyValue.of(exc.available).model_dump(),
-                required=MoneyValue.of(exc.required).model_dump(),
-                shortfall=MoneyValue.of(exc.shortfall).model_dump(),
-            ) from None
+            raise InsufficientWalletFunds(available=exc.available, required=exc.required) from None
         return donation, None
 
     await repository.add(session, donation)

@@ -37,7 +37,7 @@ from payment_service.catalog import service as catalog_service
 from payment_service.catalog.ports import CatalogItem, GameCatalog
 from payment_service.config import CatalogSettings, WalletSettings
 from payment_service.db import checkpoint
-from payment_service.errors import AppError, Conflict, Forbidden, NotFound, Unprocessable
+from payment_service.errors import Conflict, Forbidden, NotFound, Unprocessable
 from payment_service.kit import idempotency
 from payment_service.kit.clock import Clock
 from payment_service.kit.money import InvalidAmount, Money, MoneyValue, UnknownCurrency
@@ -111,12 +111,11 @@ class WalletNotAccepted(Conflict):
     title = "The wallet cannot pay an order in this currency"
 
 
-class InsufficientWalletFunds(AppError):
-    """The wallet cannot cover its part; ``shortfall`` says how much is missing. Nothing was held."""
+class InsufficientWalletFunds(wallet_service.InsufficientWalletFunds):
+    """The wallet cannot cover its part of an order; ``shortfall`` says how much is missing.
+    Nothing was held. (The order API's own code for the wallet's error.)"""
 
     code = "insufficient_wallet_funds"
-    status = 402
-    title = "Not enough money in the wallet"
 
 
 class TopUpNotFound(NotFound):
@@ -332,15 +331,6 @@ def _payment_request(order: Order, data: OrderPay, principal: Principal) -> Paym
     )
 
 
-def _insufficient(exc: wallet_service.InsufficientWalletFunds) -> InsufficientWalletFunds:
-    return InsufficientWalletFunds(
-        f"The wallet has {exc.available} available; {exc.required} is needed",
-        available=MoneyValue.of(exc.available).model_dump(),
-        required=MoneyValue.of(exc.required).model_dump(),
-        shortfall=MoneyValue.of(exc.shortfall).model_dump(),
-    )
-
-
 async def pay(
     session: AsyncSession,
     *,
@@ -413,7 +403,7 @@ async def pay(
                 expires_at=hold_until,
             )
         except wallet_service.InsufficientWalletFunds as exc:
-            raise _insufficient(exc) from None
+            raise InsufficientWalletFunds(available=exc.available, required=exc.required) from None
         order.wallet_hold_id = hold.id
 
     if by_provider.is_zero:  # all from the wallet: nothing external to wait for
