@@ -76,6 +76,13 @@ class DatabaseSettings(BaseModel):
         ),
     )
     pool_timeout_seconds: float = 5.0
+    pool_recycle_seconds: float = Field(
+        1800.0,
+        description=(
+            "A pooled connection older than this is replaced at its next checkout: the pool keeps its "
+            "connections, so one a firewall, pooler or failover silently cut is not kept for ever"
+        ),
+    )
     statement_timeout_ms: int = 15_000
     echo: bool = False
 

@@ -51,6 +51,7 @@ def create_engine(settings: DatabaseSettings, *, application_name: str = "paymen
         pool_size=settings.pool_size,
         max_overflow=settings.max_overflow,
         pool_timeout=settings.pool_timeout_seconds,
+        pool_recycle=settings.pool_recycle_seconds,
         pool_pre_ping=False,
         echo=settings.echo,
         connect_args={

@@ -81,8 +81,8 @@ async def client_gone(request: Request) -> AsyncIterator[asyncio.Future[None]]:
         try:
             while (await request.receive())["type"] != "http.disconnect":
                 pass
-        except Exception:  # the request cannot be read any more: stop waiting for it too
-            return
+        except Exception:  # e.g. a body over the limit: not a disconnect, so nothing is known
+            await asyncio.get_running_loop().create_future()  # until cancelled with the request
 
     watch = asyncio.get_running_loop().create_task(until_disconnect())
     try:

@@ -19,6 +19,7 @@ from sqlalchemy import text
 from payment_service.db import ChangeListener, asyncpg_dsn, wake_after_commit
 from payment_service.middleware import InFlightLimitMiddleware
 from payment_service.payment import service as payment_service
+from payment_service.providers.errors import ProviderTimeout
 from payment_service.resources import Resources
 from payment_service.server import GracefulServer
 from tests.live_server import serve
@@ -438,6 +439,39 @@ class TestProviderAnswerKept:
         assert (await get(payments, body["id"]))["status"] == "succeeded"
         charged = [e for e in payments.emulators.state("tbank").ledger if e.kind in ("charge", "capture")]
         assert len(charged) == 1  # the lost payment (two at T-Bank for one order) was never paid
+
+    async def test_a_page_lost_in_transit_is_made_again_by_the_status_sync(
+        self, payments: PaymentsEnv, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        registry = payments.resources.providers
+        assert registry is not None
+        tbank = registry.resolve("tbank")
+        real = tbank.authorize
+        calls: list[str] = []
+
+        async def created_then_timed_out(request: Any) -> Any:
+            calls.append(request.idempotency_key)
+            result = await real(request)  # T-Bank made the payment and its page ...
+            if len(calls) == 1:
+                raise ProviderTimeout("read timeout", provider="tbank")  # ... and the answer was lost
+            return result
+
+        monkeypatch.setattr(tbank, "authorize", created_then_timed_out)
+        body = (await create(payments, provider="tbank")).json()
+        assert (body["status"], body["attempts"][0]["status"], body["action"]) == ("pending", "unknown", None)
+
+        await payments.scalar("UPDATE payment_attempts SET next_sync_at = now() - interval '1 second' RETURNING 1")
+        await payments.worker.sync()  # GetState: waiting for the customer, no page; so Init again
+
+        again = await get(payments, body["id"])
+        assert again["status"] == "requires_action"
+        assert again["action"]["url"]
+        assert len(calls) == 2
+        await payments.pay("tbank", await provider_id(payments, body["id"]), card_number=None, outcome=None)
+        assert await payments.worker.apply_webhooks() >= 1
+        assert (await get(payments, body["id"]))["status"] == "succeeded"
+        charged = [e for e in payments.emulators.state("tbank").ledger if e.kind in ("charge", "capture")]
+        assert len(charged) == 1
 
 
 class TestRecheckBudget:

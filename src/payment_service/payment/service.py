@@ -249,6 +249,9 @@ async def get_when_changed(
             if slot is None:
                 break  # no read slot before the deadline: answer with what was read last
             async with slot:
+                if gone is not None and gone.done():  # hung up while this waited for the slot
+                    outcome = "client_gone"
+                    break
                 payment = await repository.get(session, payment_id) or payment
                 await release(session)
             if (payment.status, payment.action) != seen:
@@ -533,8 +536,11 @@ async def _drive(
 async def _resume(session: AsyncSession, *, payment: Payment, providers: ProviderRegistry, clock: Clock) -> Payment:
     """Continue a payment whose creating request died after its checkpoint (same Idempotency-Key)."""
     latest = payment.attempts[-1]
-    if latest.status is AttemptStatus.created:
-        # The provider call may or may not have been made; authorize is idempotent on the attempt id.
+    if latest.status in (AttemptStatus.created, AttemptStatus.unknown) and payment.action is None:
+        # The provider call may or may not have been made, or its answer was lost: call again.
+        # Providers that dedupe on the attempt id (YooKassa, mobile; Sber reads the order back)
+        # replay their answer; T-Bank creates a second payment, whose page the customer gets (the
+        # first one's page was never seen, and money on it is booked for a refund, never merged).
         return await _drive(
             session, payment_id=payment.id, attempt_id=latest.id, remaining=[], providers=providers, clock=clock,
             notification_url=None,
@@ -1283,25 +1289,42 @@ async def sync_attempt(
     payment, attempt = await _load(session, attempt.payment_id, attempt_id, lock=True)
     if _page_lost(payment, attempt, result):
         # The provider has the payment, but its status read does not carry the customer's page
-        # (T-Bank GetState, Sber getOrderStatus): only the create's answer did, and the request
-        # that got it could not store it. Applied, this would leave the payment waiting for a
-        # customer who has nothing to open. Left ``created``, the client's retry with its
-        # Idempotency-Key creates the payment at the provider again and gets a page; the lost one
-        # is never paid (nobody has its page) and is voided when our payment expires.
+        # (T-Bank GetState, Sber getOrderStatus): only the create's answer did, and it was lost.
+        # Applied, this would leave the payment waiting for a customer who has nothing to open.
+        # ``created``: the request that got the answer could not store it and answered 503, so
+        # the client's retry with its Idempotency-Key calls the provider again (``_resume``) and
+        # gets a page. ``unknown``: that request has ended and nobody will retry it, so the sync
+        # calls again itself. A lost payment is never paid (nobody has its page) and lapses at
+        # the provider; money on it would be booked for a refund, never merged.
         UNRESOLVED.labels(attempt.provider, "customer_page_lost").inc()
         log.warning(
             "payment_page_lost", payment_id=str(payment.id), attempt_id=str(attempt.id), provider=attempt.provider
         )
-        return AttemptStatus(attempt.status)  # asked again at its next sync (the claim postponed it)
+        if attempt.status == AttemptStatus.unknown:
+            await session.commit()  # nothing open during the call
+            again: ProviderResult | None = None
+            try:
+                again = await providers.resolve(provider_name).authorize(request)
+            except ProviderError as exc:
+                log.info("payment_page_not_recreated", attempt_id=str(attempt_id), error=type(exc).__name__)
+            payment, attempt = await _load(session, attempt.payment_id, attempt_id, lock=True)
+            if again is not None and not _page_lost(payment, attempt, again):
+                await apply_provider_result(session, payment=payment, attempt=attempt, result=again, now=clock.now())
+                return attempt.status
+        # Asked again like an attempt waiting for its customer, not at the pace of unknown outcomes
+        # (it would head every sync batch for the payment's whole life).
+        attempt.next_sync_at = clock.now() + SYNC_WAITING_FOR_CUSTOMER
+        return AttemptStatus(attempt.status)
     await apply_provider_result(session, payment=payment, attempt=attempt, result=result, now=clock.now())
     return attempt.status
 
 
 def _page_lost(payment: Payment, attempt: PaymentAttempt, result: ProviderResult) -> bool:
     """A report that the customer must act, without what to show them, for an attempt whose
-    create answer (the one that had it) was never applied."""
+    create answer (the one that had it) was never applied: lost with its request (``created``)
+    or in transit (``unknown``)."""
     return (
-        attempt.status == AttemptStatus.created
+        attempt.status in (AttemptStatus.created, AttemptStatus.unknown)
         and result.status is ProviderStatus.requires_action
         and result.action is None
         and payment.action is None
