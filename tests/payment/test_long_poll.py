@@ -473,6 +473,39 @@ class TestProviderAnswerKept:
         charged = [e for e in payments.emulators.state("tbank").ledger if e.kind in ("charge", "capture")]
         assert len(charged) == 1
 
+    async def test_without_a_new_page_to_be_had_the_sync_still_lets_the_payment_expire(
+        self, payments: PaymentsEnv, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        # Sber refuses a second registration of the order and its status read has no formUrl: the
+        # page cannot be made again, so the answer is applied as before (an unknown outcome would
+        # never expire)
+        registry = payments.resources.providers
+        assert registry is not None
+        sber = registry.resolve("sber")
+        real = sber.authorize
+        calls: list[str] = []
+
+        async def registered_then_timed_out(request: Any) -> Any:
+            calls.append(request.idempotency_key)
+            result = await real(request)
+            if len(calls) == 1:
+                raise ProviderTimeout("read timeout", provider="sber")
+            return result
+
+        monkeypatch.setattr(sber, "authorize", registered_then_timed_out)
+        body = (await create(payments, provider="sber")).json()
+        assert body["attempts"][0]["status"] == "unknown"
+
+        await payments.scalar("UPDATE payment_attempts SET next_sync_at = now() - interval '1 second' RETURNING 1")
+        await payments.worker.sync()
+
+        assert len(calls) == 2  # it tried
+        after = await get(payments, body["id"])
+        assert after["attempts"][0]["status"] == "requires_action"  # no longer unknown
+        await payments.scalar("UPDATE payments SET expires_at = now() - interval '1 second' RETURNING 1")
+        await payments.worker.expire()
+        assert (await get(payments, body["id"]))["status"] == "expired"
+
 
 class TestRecheckBudget:
     async def test_many_waiters_recheck_less_often(self) -> None:

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from typing import Any
 
 import pytest
 
+from payment_service.providers.registry import UnknownProvider
 from tests.refund.conftest import PROVIDERS, RefundsEnv
 
 
@@ -248,6 +250,35 @@ class TestLostAnswers:
         assert (status, due) == ("unknown", None)
         assert refunds.provider_refunds("yookassa") == 0
         assert refund["status"] == "unknown"
+
+    @pytest.mark.parametrize("provider", ["sber", "yookassa"])
+    async def test_a_provider_switched_off_here_leaves_the_refund_for_later(
+        self, refunds: RefundsEnv, monkeypatch: pytest.MonkeyPatch, provider: str
+    ) -> None:
+        payment = await refunds.paid(provider)
+        refunds.faults.lose_request(provider)
+        await refunds.refund(payment["id"])
+        await refunds.scalar(
+            "UPDATE refunds SET created_at = now() - interval '21 hours', "
+            "next_sync_at = now() - interval '1 second' RETURNING 1"
+        )
+        registry = refunds.resources.providers
+        assert registry is not None
+        resolve = registry.resolve
+
+        def switched_off(name: str) -> Any:
+            if name == provider:
+                raise UnknownProvider(f"{name} is switched off")
+            return resolve(name)
+
+        monkeypatch.setattr(registry, "resolve", switched_off)
+
+        await refunds.worker.sync_refunds()  # nothing can be asked or called: neither done nor parked
+
+        status, due = (await refunds.rows("SELECT status, next_sync_at FROM refunds"))[0]
+        assert status == "unknown"
+        assert due is not None  # asked again later, not left to an operator
+        assert refunds.provider_refunds(provider) == 0
 
 
 class TestProviderRefusal:

@@ -536,11 +536,13 @@ async def _drive(
 async def _resume(session: AsyncSession, *, payment: Payment, providers: ProviderRegistry, clock: Clock) -> Payment:
     """Continue a payment whose creating request died after its checkpoint (same Idempotency-Key)."""
     latest = payment.attempts[-1]
-    if latest.status in (AttemptStatus.created, AttemptStatus.unknown) and payment.action is None:
-        # The provider call may or may not have been made, or its answer was lost: call again.
-        # Providers that dedupe on the attempt id (YooKassa, mobile; Sber reads the order back)
-        # replay their answer; T-Bank creates a second payment, whose page the customer gets (the
-        # first one's page was never seen, and money on it is booked for a refund, never merged).
+    if latest.status is AttemptStatus.created:
+        # The provider call may or may not have been made: call again. YooKassa and the mobile
+        # aggregator dedupe on the attempt id and replay their answer; Sber refuses the repeated
+        # order number and the adapter reads the order back (without its page); T-Bank creates a
+        # second payment, whose page the customer gets (the first one's page was never seen, and
+        # money on it is booked for a refund, never merged). An ``unknown`` attempt is left to
+        # the status sync, which reads the provider's status before anything else.
         return await _drive(
             session, payment_id=payment.id, attempt_id=latest.id, remaining=[], providers=providers, clock=clock,
             notification_url=None,
@@ -1301,20 +1303,24 @@ async def sync_attempt(
             "payment_page_lost", payment_id=str(payment.id), attempt_id=str(attempt.id), provider=attempt.provider
         )
         if attempt.status == AttemptStatus.unknown:
-            await session.commit()  # nothing open during the call
-            again: ProviderResult | None = None
-            try:
-                again = await providers.resolve(provider_name).authorize(request)
-            except ProviderError as exc:
-                log.info("payment_page_not_recreated", attempt_id=str(attempt_id), error=type(exc).__name__)
-            payment, attempt = await _load(session, attempt.payment_id, attempt_id, lock=True)
-            if again is not None and not _page_lost(payment, attempt, again):
-                await apply_provider_result(session, payment=payment, attempt=attempt, result=again, now=clock.now())
-                return attempt.status
-        # Asked again like an attempt waiting for its customer, not at the pace of unknown outcomes
-        # (it would head every sync batch for the payment's whole life).
-        attempt.next_sync_at = clock.now() + SYNC_WAITING_FOR_CUSTOMER
-        return AttemptStatus(attempt.status)
+            if payment.expires_at > clock.now():  # (an expiring payment needs no new page)
+                await session.commit()  # nothing open during the call
+                again: ProviderResult | None = None
+                try:
+                    again = await providers.resolve(provider_name).authorize(request)
+                except ProviderError as exc:
+                    log.info("payment_page_not_recreated", attempt_id=str(attempt_id), error=type(exc).__name__)
+                payment, attempt = await _load(session, attempt.payment_id, attempt_id, lock=True)
+                if again is not None and not _page_lost(payment, attempt, again):
+                    result = again
+            # else no new page to be had (expiring; Sber refuses a second registration of the
+            # order; the call failed): what the provider said is applied after all, so that the
+            # payment leaves ``unknown`` and can expire (an unknown outcome is never expired)
+        else:
+            # Asked again like an attempt waiting for its customer, not at the pace of unknown
+            # outcomes (it would head every sync batch for the payment's whole life).
+            attempt.next_sync_at = clock.now() + SYNC_WAITING_FOR_CUSTOMER
+            return AttemptStatus(attempt.status)
     await apply_provider_result(session, payment=payment, attempt=attempt, result=result, now=clock.now())
     return attempt.status
 

@@ -155,22 +155,18 @@ async def sync(
     if refund.status not in OPEN:
         return RefundStatus(refund.status)
     now = clock.now()
-    if not _replays_refunds(providers, refund.provider or ""):
+    try:
+        replays = Capability.idempotent_refund in providers.resolve(refund.provider or "").capabilities
+    except UnknownProvider:  # switched off in this process: nothing to ask, nothing to call
+        refund.next_sync_at = _next_sync(refund, now)
+        return RefundStatus(refund.status)
+    if not replays:
         return await _sync_by_total(session, refund_id=refund_id, providers=providers, clock=clock)
     if _approved_at(refund) < now - MAX_REPLAY_AGE:
         refund.next_sync_at = None
         log.error("refund_needs_operator", refund_id=str(refund.id), provider=refund.provider, status=refund.status)
         return RefundStatus(refund.status)
     return RefundStatus((await _execute(session, refund_id=refund_id, providers=providers, clock=clock)).status)
-
-
-def _replays_refunds(providers: ProviderRegistry, provider_name: str) -> bool:
-    """Whether calling the refund again with its key is safe. A provider switched off in this
-    process counts as safe: the call is refused before anything is sent (``_call``: retry)."""
-    try:
-        return Capability.idempotent_refund in providers.resolve(provider_name).capabilities
-    except UnknownProvider:
-        return True
 
 
 async def _sync_by_total(
