@@ -402,6 +402,35 @@ def pool_exhausted_after_the_provider_call(
     yield refused
 
 
+def first_create_answer_lost(env: PaymentsEnv, monkeypatch: pytest.MonkeyPatch, provider: str) -> list[str]:
+    """The provider's first create is made (payment, page) but its answer times out on the way
+    back; later creates answer normally. Returns the attempt ids the creates were called with."""
+    registry = env.resources.providers
+    assert registry is not None
+    adapter = registry.resolve(provider)
+    real = adapter.authorize
+    calls: list[str] = []
+
+    async def made_then_timed_out(request: Any) -> Any:
+        calls.append(request.idempotency_key)
+        result = await real(request)
+        if len(calls) == 1:
+            raise ProviderTimeout("read timeout", provider=provider)
+        return result
+
+    monkeypatch.setattr(adapter, "authorize", made_then_timed_out)
+    return calls
+
+
+async def paid_once_at_tbank(env: PaymentsEnv, payment_id: str) -> None:
+    """The customer pays on the page the payment shows; exactly one charge at T-Bank follows."""
+    await env.pay("tbank", await provider_id(env, payment_id), card_number=None, outcome=None)
+    assert await env.worker.apply_webhooks() >= 1
+    assert (await get(env, payment_id))["status"] == "succeeded"
+    charged = [e for e in env.emulators.state("tbank").ledger if e.kind in ("charge", "capture")]
+    assert len(charged) == 1  # a lost payment (two at T-Bank for one order) is never paid
+
+
 class TestProviderAnswerKept:
     async def test_a_briefly_exhausted_pool_does_not_throw_away_the_customers_payment_page(
         self, payments: PaymentsEnv, monkeypatch: pytest.MonkeyPatch
@@ -434,29 +463,12 @@ class TestProviderAnswerKept:
         body = retried.json()
         assert body["status"] == "requires_action"
         assert body["action"]["url"]
-        await payments.pay("tbank", await provider_id(payments, body["id"]), card_number=None, outcome=None)
-        assert await payments.worker.apply_webhooks() >= 1
-        assert (await get(payments, body["id"]))["status"] == "succeeded"
-        charged = [e for e in payments.emulators.state("tbank").ledger if e.kind in ("charge", "capture")]
-        assert len(charged) == 1  # the lost payment (two at T-Bank for one order) was never paid
+        await paid_once_at_tbank(payments, body["id"])
 
     async def test_a_page_lost_in_transit_is_made_again_by_the_status_sync(
         self, payments: PaymentsEnv, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        registry = payments.resources.providers
-        assert registry is not None
-        tbank = registry.resolve("tbank")
-        real = tbank.authorize
-        calls: list[str] = []
-
-        async def created_then_timed_out(request: Any) -> Any:
-            calls.append(request.idempotency_key)
-            result = await real(request)  # T-Bank made the payment and its page ...
-            if len(calls) == 1:
-                raise ProviderTimeout("read timeout", provider="tbank")  # ... and the answer was lost
-            return result
-
-        monkeypatch.setattr(tbank, "authorize", created_then_timed_out)
+        calls = first_create_answer_lost(payments, monkeypatch, "tbank")
         body = (await create(payments, provider="tbank")).json()
         assert (body["status"], body["attempts"][0]["status"], body["action"]) == ("pending", "unknown", None)
 
@@ -467,11 +479,7 @@ class TestProviderAnswerKept:
         assert again["status"] == "requires_action"
         assert again["action"]["url"]
         assert len(calls) == 2
-        await payments.pay("tbank", await provider_id(payments, body["id"]), card_number=None, outcome=None)
-        assert await payments.worker.apply_webhooks() >= 1
-        assert (await get(payments, body["id"]))["status"] == "succeeded"
-        charged = [e for e in payments.emulators.state("tbank").ledger if e.kind in ("charge", "capture")]
-        assert len(charged) == 1
+        await paid_once_at_tbank(payments, body["id"])
 
     async def test_without_a_new_page_to_be_had_the_sync_still_lets_the_payment_expire(
         self, payments: PaymentsEnv, monkeypatch: pytest.MonkeyPatch
@@ -479,20 +487,7 @@ class TestProviderAnswerKept:
         # Sber refuses a second registration of the order and its status read has no formUrl: the
         # page cannot be made again, so the answer is applied as before (an unknown outcome would
         # never expire)
-        registry = payments.resources.providers
-        assert registry is not None
-        sber = registry.resolve("sber")
-        real = sber.authorize
-        calls: list[str] = []
-
-        async def registered_then_timed_out(request: Any) -> Any:
-            calls.append(request.idempotency_key)
-            result = await real(request)
-            if len(calls) == 1:
-                raise ProviderTimeout("read timeout", provider="sber")
-            return result
-
-        monkeypatch.setattr(sber, "authorize", registered_then_timed_out)
+        calls = first_create_answer_lost(payments, monkeypatch, "sber")
         body = (await create(payments, provider="sber")).json()
         assert body["attempts"][0]["status"] == "unknown"
 
