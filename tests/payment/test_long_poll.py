@@ -465,6 +465,27 @@ class TestProviderAnswerKept:
         assert body["action"]["url"]
         await paid_once_at_tbank(payments, body["id"])
 
+    async def test_a_retry_applies_what_the_provider_already_has_instead_of_creating_it_again(
+        self, payments: PaymentsEnv, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        # T-Bank charged the first payment (the emulator's drop_after_charge: kopecks 55) and its
+        # answer was lost, then no connection was free: a second Init would give the customer a
+        # second page to pay
+        key = uuid.uuid4().hex
+        tries = payment_service.APPLY_CONNECTION_TRIES
+        with pool_exhausted_after_the_provider_call(payments, monkeypatch, times=tries):
+            lost = await create(payments, provider="tbank", amount="499.55", key=key)
+        assert lost.status_code == 503
+
+        retried = await create(payments, provider="tbank", amount="499.55", key=key)
+
+        assert retried.status_code == 201, retried.text
+        assert retried.json()["status"] == "succeeded"
+        state = payments.emulators.state("tbank")
+        assert [(e.kind, e.amount_minor) for e in state.ledger] == [("charge", 49_955)]
+        orders = [p for p in state.payments.values() if p.order_id == retried.json()["attempts"][0]["id"]]
+        assert len(orders) == 1  # no second Init
+
     async def test_a_page_lost_in_transit_is_made_again_by_the_status_sync(
         self, payments: PaymentsEnv, monkeypatch: pytest.MonkeyPatch
     ) -> None:

@@ -534,20 +534,52 @@ async def _drive(
 
 
 async def _resume(session: AsyncSession, *, payment: Payment, providers: ProviderRegistry, clock: Clock) -> Payment:
-    """Continue a payment whose creating request died after its checkpoint (same Idempotency-Key)."""
+    """Continue a payment whose creating request died after its checkpoint (same Idempotency-Key).
+
+    The attempt is still ``created``: the provider call may or may not have been made. A provider
+    that can be asked by the attempt id is asked first, and what it already has (a charge, a
+    decline, a page) is applied. The create is called (again) only when the provider has nothing,
+    or nothing the customer can use: YooKassa and the mobile aggregator dedupe on the attempt id
+    and replay their answer; Sber refuses the repeated order number and the adapter reads the
+    order back (without its page); T-Bank creates a second payment, whose page the customer gets
+    (the first one's page was never seen, and money on it is booked for a refund, never merged).
+    An ``unknown`` attempt is left to the status sync, which also reads the status first.
+    """
     latest = payment.attempts[-1]
-    if latest.status is AttemptStatus.created:
-        # The provider call may or may not have been made: call again. YooKassa and the mobile
-        # aggregator dedupe on the attempt id and replay their answer; Sber refuses the repeated
-        # order number and the adapter reads the order back (without its page); T-Bank creates a
-        # second payment, whose page the customer gets (the first one's page was never seen, and
-        # money on it is booked for a refund, never merged). An ``unknown`` attempt is left to
-        # the status sync, which reads the provider's status before anything else.
-        return await _drive(
-            session, payment_id=payment.id, attempt_id=latest.id, remaining=[], providers=providers, clock=clock,
-            notification_url=None,
-        )  # fmt: skip
-    return payment
+    if latest.status is not AttemptStatus.created:
+        return payment
+    found = await _status_before_create_again(session, providers, latest)
+    if found is not None:
+        payment, attempt = await _load_after_call(session, payment.id, latest.id)
+        if attempt.status is AttemptStatus.created and not _page_lost(payment, attempt, found):
+            await apply_provider_result(session, payment=payment, attempt=attempt, result=found, now=clock.now())
+            return payment
+    return await _drive(
+        session, payment_id=payment.id, attempt_id=latest.id, remaining=[], providers=providers, clock=clock,
+        notification_url=None,
+    )  # fmt: skip
+
+
+async def _status_before_create_again(
+    session: AsyncSession, providers: ProviderRegistry, attempt: PaymentAttempt
+) -> ProviderResult | None:
+    """What the provider has under the attempt id, where it can be asked by it; None when it has
+    nothing, cannot be asked, or the question failed (the create then decides, as before)."""
+    try:
+        provider = providers.resolve(attempt.provider)
+    except ProviderError:
+        return None
+    if Capability.status_by_idempotency_key not in provider.capabilities:
+        return None
+    ref = PaymentRef(idempotency_key=str(attempt.id), provider_payment_id=None)
+    if session.in_transaction():
+        await checkpoint(session)  # nothing is open while we wait for the provider
+    try:
+        return await provider.get_status(ref)
+    except ProviderError as exc:
+        if not isinstance(exc, ProviderNotFound):
+            log.info("resume_status_unknown", attempt_id=str(attempt.id), error=type(exc).__name__)
+        return None
 
 
 async def _load_after_call(
