@@ -12,7 +12,10 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 
+from payment_service.db import transaction
+from payment_service.payment import service as payment_service
 from payment_service.payment import tasks as payment_tasks
+from payment_service.providers.ports import ProviderResult, ProviderStatus
 from tests.payment.conftest import PaymentsEnv
 
 RETURN = "https://store.example/return"
@@ -345,6 +348,52 @@ class TestSecondProviderPayment:
         await payments.worker.apply_webhooks()
 
         assert (await get(payments, body["id"]))["status"] == "succeeded"
+
+    async def test_a_hold_on_the_other_provider_payment_is_sent_to_be_voided(self, payments: PaymentsEnv) -> None:
+        body = (await create(payments, provider="tbank", amount="934.00", capture=False)).json()
+        recorded = await provider_id(payments, body["id"])
+        attempt_id = body["attempts"][0]["id"]
+        registry = payments.resources.providers
+        assert registry is not None
+        tbank = registry.resolve("tbank")
+        first = payments.emulators.state("tbank").payments[recorded]
+        other = await tbank.client.init(  # type: ignore[attr-defined]
+            {
+                "Amount": 93400,
+                "OrderId": attempt_id,
+                "Description": "twin",
+                "PayType": "T",
+                "NotificationURL": first.notification_url,
+            }
+        )
+
+        await payments.pay("tbank", str(other.PaymentId), card_number=None, outcome=None)  # the hold
+        await payments.worker.apply_webhooks()
+
+        assert (await get(payments, body["id"]))["status"] == "requires_action"  # not merged
+        requests = [
+            r.payload
+            for r in await rows(payments, "SELECT payload FROM outbox_events WHERE type = 'payment.refund_required'")
+        ]
+        assert [(e["provider_payment_id"], e["amount_minor"]) for e in requests] == [(str(other.PaymentId), 93400)]
+        assert "void" in requests[0]["reason"]
+        assert await payments.scalar("SELECT count(*) FROM ledger_holds") == 0  # nothing booked for it
+
+        async with transaction(payments.resources.sessionmaker) as session:  # the report again (the sync)
+            payment = await payment_service.get_for_update(session, payment_id=uuid.UUID(body["id"]))
+            assert payment is not None
+            again = ProviderResult(
+                provider="tbank",
+                provider_payment_id=str(other.PaymentId),
+                status=ProviderStatus.authorized,
+                amount_minor=93400,
+                currency="RUB",
+            )
+            changed = await payment_service.apply_provider_result(
+                session, payment=payment, attempt=payment.attempts[0], result=again, now=payments.resources.clock.now()
+            )
+        assert changed is False
+        assert await payments.scalar("SELECT count(*) FROM outbox_events WHERE type = 'payment.refund_required'") == 1
 
 
 class TestAccess:

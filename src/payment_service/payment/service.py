@@ -762,6 +762,9 @@ async def apply_provider_result(
                 now=now,
                 provider_payment_id=result.provider_payment_id,
             )
+        if result.status is ProviderStatus.authorized and payment.capture_mode == CaptureMode.manual:
+            # (one-stage: a step on the way to the charge, which is refunded when it comes)
+            return await _other_payment_authorized(session, payment, attempt, result, now=now)
         return False
 
     target = _ATTEMPT_FOR[result.status]
@@ -939,6 +942,41 @@ async def _late_authorization(
             amount_minor=attempt.amount_minor,
             currency=payment.currency,
             reason="authorized at the provider after we gave the attempt up: void the hold",
+            occurred_at=now,
+        ),
+        key=payment.id,
+    )
+    return True
+
+
+async def _other_payment_authorized(
+    session: AsyncSession, payment: Payment, attempt: PaymentAttempt, result: ProviderResult, *, now: datetime
+) -> bool:
+    """A hold on a second provider payment of the attempt (see the branch in
+    :func:`apply_provider_result`): the customer's money is blocked for nothing, so ask for that
+    hold to be voided, once per provider payment (the reports repeat: webhook, sync)."""
+    marker = f"other_hold:{result.provider_payment_id}"[:64]
+    if attempt.error_code == marker:
+        return False
+    attempt.error_code = marker
+    attempt.updated_at = now
+    LATE_SUCCESS.labels(attempt.provider).inc()
+    log.error(
+        "other_payment_authorized",
+        payment_id=str(payment.id),
+        attempt_id=str(attempt.id),
+        provider_payment_id=result.provider_payment_id,
+    )
+    await outbox_service.emit(
+        session,
+        events.PaymentRefundRequired(
+            payment_id=payment.id,
+            attempt_id=attempt.id,
+            provider=attempt.provider,
+            amount_minor=result.amount_minor,
+            currency=result.currency,
+            reason="a second provider payment of this attempt holds money: void that hold",
+            provider_payment_id=result.provider_payment_id,
             occurred_at=now,
         ),
         key=payment.id,
