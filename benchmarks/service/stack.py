@@ -194,8 +194,8 @@ class Stack:
                     while (f"{role}-{n}" if n > 1 else role) in found:  # several API processes: api, api-2, …
                         n += 1
                     found[f"{role}-{n}" if n > 1 else role] = child
-        except psutil.NoSuchProcess:
-            return {}
+        except psutil.NoSuchProcess:  # a process vanished while the tree was read (a child restarting)
+            return found
         self._procs = found
         return found
 
@@ -208,7 +208,14 @@ class Stack:
         return self._emulators[provider]
 
     def suspend_worker(self) -> None:
-        self.processes()["worker"].suspend()
+        """SIGSTOP the worker; waits up to 30 s for it to be found (the launcher may be restarting a
+        child, and the process tree is read while it changes)."""
+        deadline = time.monotonic() + 30
+        while (worker := self.processes().get("worker")) is None:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"no worker process under the launcher: {sorted(self.processes())}")
+            time.sleep(0.2)
+        worker.suspend()
 
     def resume_worker(self) -> None:
         worker = self._procs.get("worker")
