@@ -7,6 +7,7 @@ import json
 import os
 import re
 import signal
+import socket
 import stat
 import subprocess
 import sys
@@ -57,6 +58,17 @@ def gone(pids: list[int], timeout: float) -> list[int]:
         if not alive or time.monotonic() >= deadline:
             return alive
         time.sleep(0.1)
+
+
+class TestFreePort:
+    def test_ports_are_taken_below_the_range_the_kernel_gives_outgoing_connections(self) -> None:
+        ephemeral = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+        ports = {free_port() for _ in range(20)}
+        if ephemeral - 20000 >= 1000:  # room below the range: none of them is an ephemeral port
+            assert all(20000 <= port < ephemeral for port in ports)
+        for port in ports:  # and each is free to bind
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+                s.bind(("127.0.0.1", port))
 
 
 class TestStopProcesses:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
+import random
 import shutil
 import signal
 import socket
@@ -21,10 +22,39 @@ class StopRequested(Exception):
     """The launcher was asked to stop (signal) while it was starting something."""
 
 
+SERVICE_PORTS = (20000, 32768)
+"""Where the launcher's servers listen, below Linux's default ephemeral range (32768–60999)."""
+_RANDOM = random.SystemRandom()
+
+
 def free_port() -> int:
+    """A port nothing listens on, for a child server that binds it a moment later.
+
+    Taken below the kernel's ephemeral range when that leaves room: a port the kernel can hand
+    to an outgoing connection meanwhile (a busy test suite opens thousands) would be taken before
+    the child binds it (seen: an emulator restarted in a loop on "address already in use"). Other
+    launchers choosing at random in the same range are the only competitors left.
+    """
+    low, high = SERVICE_PORTS
+    high = min(high, _ephemeral_start())
+    for _ in range(50 if high - low >= 1000 else 0):
+        port = _RANDOM.randrange(low, high)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def _ephemeral_start() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return SERVICE_PORTS[1]
 
 
 def port_open(host: str, port: int, timeout: float = 0.3) -> bool:
