@@ -395,17 +395,34 @@ class ChangeListener:
         event.clear()
         return not self._stopping
 
-    async def read_slot(self, timeout: float) -> contextlib.AbstractAsyncContextManager[None] | None:
+    async def read_slot(
+        self, timeout: float, *, gone: asyncio.Future[None] | None = None
+    ) -> contextlib.AbstractAsyncContextManager[None] | None:
         """One of the process's ``max_concurrent_reads`` slots for a waiter's read, acquired within
-        ``timeout`` seconds (None if not): use it as ``async with slot:`` to read, then it is free."""
+        ``timeout`` seconds (None if not, or once ``gone`` completes: its client left): use it as
+        ``async with slot:`` to read, then it is free."""
         if self._reads is None:
             self._reads = asyncio.Semaphore(self._max_concurrent_reads)
         reads = self._reads
-        try:
-            async with asyncio.timeout(timeout):
-                await reads.acquire()
-        except TimeoutError:
-            return None
+        if gone is not None and reads.locked():  # a wait for a slot: give up when the client leaves
+            acquiring: asyncio.Future[Any] = asyncio.ensure_future(reads.acquire())
+            either: set[asyncio.Future[Any]] = {acquiring, gone}
+            await asyncio.wait(either, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+            if not acquiring.done():
+                acquiring.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await acquiring
+            if acquiring.cancelled():
+                return None
+            if gone.done():  # acquired just as the client left: give the slot back
+                reads.release()
+                return None
+        else:
+            try:
+                async with asyncio.timeout(timeout):
+                    await reads.acquire()
+            except TimeoutError:
+                return None
 
         @contextlib.asynccontextmanager
         async def held() -> AsyncIterator[None]:

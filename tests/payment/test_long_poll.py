@@ -316,6 +316,22 @@ class TestGracefulServer:
 
 
 class TestChangeListener:
+    async def test_a_waiter_whose_client_left_stops_waiting_for_a_read_slot(self) -> None:
+        listener = ChangeListener("postgresql://unused", max_concurrent_reads=1)  # reads slots only
+        held = await listener.read_slot(1)
+        assert held is not None
+        async with held:  # every slot is taken
+            gone: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            waiting = asyncio.create_task(listener.read_slot(30, gone=gone))
+            await asyncio.sleep(0.05)
+            assert not waiting.done()
+            gone.set_result(None)  # the client hung up
+            assert await asyncio.wait_for(waiting, 5) is None
+        again = await listener.read_slot(0.5)  # the slot was not leaked by the abandoned wait
+        assert again is not None
+        async with again:
+            pass
+
     async def test_a_committed_change_wakes_the_waiter_of_its_key_only(self, db: Resources) -> None:
         listener = ChangeListener(asyncpg_dsn(db.settings.db.url.get_secret_value()), recheck_interval=60)
         try:

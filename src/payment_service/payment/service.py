@@ -245,8 +245,10 @@ async def get_when_changed(
                     break
                 if not listener.listening:
                     await listener.listen(WATCH_CHANNEL)
-                slot = await listener.read_slot(max(deadline - loop.time(), 0.0))
+                slot = await listener.read_slot(max(deadline - loop.time(), 0.0), gone=gone)
             if slot is None:
+                if gone is not None and gone.done():
+                    outcome = "client_gone"
                 break  # no read slot before the deadline: answer with what was read last
             async with slot:
                 if gone is not None and gone.done():  # hung up while this waited for the slot
