@@ -306,6 +306,23 @@ class TestWebhooks:
         assert await payments.scalar("SELECT count(*) FROM provider_events WHERE status = 'orphaned'") >= 1
 
 
+async def _second_tbank_payment(env: PaymentsEnv, body: dict[str, Any], recorded: str, **params: Any) -> Any:
+    """A second T-Bank ``Init`` for the payment's attempt (T-Bank does not dedupe on OrderId), as a
+    create taken over by its retry would send: same order, amount and notification URL."""
+    registry = env.resources.providers
+    assert registry is not None
+    first = env.emulators.state("tbank").payments[recorded]
+    return await registry.resolve("tbank").client.init(  # type: ignore[attr-defined]
+        {
+            "Amount": first.amount,
+            "OrderId": body["attempts"][0]["id"],
+            "Description": "twin",
+            "NotificationURL": first.notification_url,
+            **params,
+        }
+    )
+
+
 class TestSecondProviderPayment:
     """Two provider payments under one attempt (a create taken over by a retry while the first
     request was still calling T-Bank, which does not dedupe Init by OrderId): the attempt keeps the
@@ -317,13 +334,7 @@ class TestSecondProviderPayment:
         body = (await create(payments, provider="tbank", amount="933.00")).json()
         recorded = await provider_id(payments, body["id"])
         attempt_id = body["attempts"][0]["id"]
-        registry = payments.resources.providers
-        assert registry is not None
-        tbank = registry.resolve("tbank")
-        first = payments.emulators.state("tbank").payments[recorded]
-        other = await tbank.client.init(  # type: ignore[attr-defined]
-            {"Amount": 93300, "OrderId": attempt_id, "Description": "twin", "NotificationURL": first.notification_url}
-        )
+        other = await _second_tbank_payment(payments, body, recorded)
         assert other.PaymentId != recorded
 
         await payments.pay("tbank", str(other.PaymentId), card_number=None, outcome=None)
@@ -352,20 +363,7 @@ class TestSecondProviderPayment:
     async def test_a_hold_on_the_other_provider_payment_is_sent_to_be_voided(self, payments: PaymentsEnv) -> None:
         body = (await create(payments, provider="tbank", amount="934.00", capture=False)).json()
         recorded = await provider_id(payments, body["id"])
-        attempt_id = body["attempts"][0]["id"]
-        registry = payments.resources.providers
-        assert registry is not None
-        tbank = registry.resolve("tbank")
-        first = payments.emulators.state("tbank").payments[recorded]
-        other = await tbank.client.init(  # type: ignore[attr-defined]
-            {
-                "Amount": 93400,
-                "OrderId": attempt_id,
-                "Description": "twin",
-                "PayType": "T",
-                "NotificationURL": first.notification_url,
-            }
-        )
+        other = await _second_tbank_payment(payments, body, recorded, PayType="T")
 
         await payments.pay("tbank", str(other.PaymentId), card_number=None, outcome=None)  # the hold
         await payments.worker.apply_webhooks()

@@ -929,26 +929,15 @@ async def _late_authorization(
     session: AsyncSession, payment: Payment, attempt: PaymentAttempt, *, now: datetime
 ) -> bool:
     """A provider holds money for an attempt we gave up on: ask for the hold to be voided (once)."""
-    if attempt.error_code == "late_authorization":
-        return False
-    attempt.error_code = "late_authorization"
-    attempt.updated_at = now
-    LATE_SUCCESS.labels(attempt.provider).inc()
-    log.error("late_authorization", payment_id=str(payment.id), attempt_id=str(attempt.id))
-    await outbox_service.emit(
+    return await _ask_for_void(
         session,
-        events.PaymentRefundRequired(
-            payment_id=payment.id,
-            attempt_id=attempt.id,
-            provider=attempt.provider,
-            amount_minor=attempt.amount_minor,
-            currency=payment.currency,
-            reason="authorized at the provider after we gave the attempt up: void the hold",
-            occurred_at=now,
-        ),
-        key=payment.id,
+        payment,
+        attempt,
+        marker="late_authorization",
+        amount_minor=attempt.amount_minor,
+        reason="authorized at the provider after we gave the attempt up: void the hold",
+        now=now,
     )
-    return True
 
 
 async def _other_payment_authorized(
@@ -957,17 +946,42 @@ async def _other_payment_authorized(
     """A hold on a second provider payment of the attempt (see the branch in
     :func:`apply_provider_result`): the customer's money is blocked for nothing, so ask for that
     hold to be voided, once per provider payment (the reports repeat: webhook, sync)."""
-    marker = f"other_hold:{result.provider_payment_id}"[:64]
+    return await _ask_for_void(
+        session,
+        payment,
+        attempt,
+        marker=f"other_hold:{result.provider_payment_id}"[:64],
+        amount_minor=result.amount_minor,
+        reason="a second provider payment of this attempt holds money: void that hold",
+        now=now,
+        provider_payment_id=result.provider_payment_id,
+    )
+
+
+async def _ask_for_void(
+    session: AsyncSession,
+    payment: Payment,
+    attempt: PaymentAttempt,
+    *,
+    marker: str,
+    amount_minor: int,
+    reason: str,
+    now: datetime,
+    provider_payment_id: str | None = None,
+) -> bool:
+    """Publish ``payment.refund_required`` asking for a provider hold to be voided, once per
+    ``marker`` (kept in the attempt's ``error_code``: the provider's reports repeat)."""
     if attempt.error_code == marker:
         return False
     attempt.error_code = marker
     attempt.updated_at = now
     LATE_SUCCESS.labels(attempt.provider).inc()
     log.error(
-        "other_payment_authorized",
+        "late_authorization",
         payment_id=str(payment.id),
         attempt_id=str(attempt.id),
-        provider_payment_id=result.provider_payment_id,
+        marker=marker,
+        provider_payment_id=provider_payment_id,
     )
     await outbox_service.emit(
         session,
@@ -975,10 +989,10 @@ async def _other_payment_authorized(
             payment_id=payment.id,
             attempt_id=attempt.id,
             provider=attempt.provider,
-            amount_minor=result.amount_minor,
-            currency=result.currency,
-            reason="a second provider payment of this attempt holds money: void that hold",
-            provider_payment_id=result.provider_payment_id,
+            amount_minor=amount_minor,
+            currency=payment.currency,
+            reason=reason,
+            provider_payment_id=provider_payment_id,
             occurred_at=now,
         ),
         key=payment.id,
