@@ -401,6 +401,8 @@ class ChangeListener:
         """One of the process's ``max_concurrent_reads`` slots for a waiter's read, acquired within
         ``timeout`` seconds (None if not, or once ``gone`` completes: its client left): use it as
         ``async with slot:`` to read, then it is free."""
+        if gone is not None and gone.done():
+            return None
         if self._reads is None:
             self._reads = asyncio.Semaphore(self._max_concurrent_reads)
         reads = self._reads

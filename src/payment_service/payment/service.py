@@ -251,9 +251,6 @@ async def get_when_changed(
                     outcome = "client_gone"
                 break  # no read slot before the deadline: answer with what was read last
             async with slot:
-                if gone is not None and gone.done():  # hung up while this waited for the slot
-                    outcome = "client_gone"
-                    break
                 payment = await repository.get(session, payment_id) or payment
                 await release(session)
             if (payment.status, payment.action) != seen:
@@ -1393,7 +1390,7 @@ async def sync_attempt(
                 await session.commit()  # nothing open during the call
                 again: ProviderResult | None = None
                 try:
-                    again = await providers.resolve(provider_name).authorize(request)
+                    again = await provider.authorize(request)
                 except ProviderError as exc:
                     log.info("payment_page_not_recreated", attempt_id=str(attempt_id), error=type(exc).__name__)
                 payment, attempt = await _load(session, attempt.payment_id, attempt_id, lock=True)
