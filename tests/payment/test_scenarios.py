@@ -15,6 +15,7 @@ from sqlalchemy import text
 from payment_service.db import transaction
 from payment_service.payment import service as payment_service
 from payment_service.payment import tasks as payment_tasks
+from payment_service.provider_event.service import MAX_APPLY_ATTEMPTS
 from payment_service.providers.ports import ProviderResult, ProviderStatus
 from tests.payment.conftest import PaymentsEnv
 
@@ -291,6 +292,33 @@ class TestWebhooks:
         r = await payments.client.post("/v1/webhooks/paypal", json={})
 
         assert r.status_code == 404
+
+    async def test_an_event_that_cannot_be_applied_is_counted_and_failed_without_blocking_others(
+        self, payments: PaymentsEnv
+    ) -> None:
+        bad = (await create(payments, provider="tbank", amount="499.01")).json()["id"]
+        good = (await create(payments, provider="tbank", amount="499.02")).json()["id"]
+        bad_ppid = await provider_id(payments, bad)
+        await payments.pay("tbank", bad_ppid, card_number=None, outcome=None)
+        await payments.pay("tbank", await provider_id(payments, good), card_number=None, outcome=None)
+        await payments.scalar(
+            'UPDATE provider_events SET summary = \'{"status": "no-such-status"}\' '
+            "WHERE provider_payment_id = :p RETURNING 1",
+            p=bad_ppid,
+        )
+
+        assert await payments.worker.apply_webhooks() >= 1  # the good one, in the same run
+
+        assert (await get(payments, good))["status"] == "succeeded"
+        row = "SELECT {} FROM provider_events WHERE provider_payment_id = :p ORDER BY received_at LIMIT 1"
+        assert await payments.scalar(row.format("attempts"), p=bad_ppid) == 1
+        assert await payments.scalar(row.format("status"), p=bad_ppid) == "received"
+        assert (await payments.scalar(row.format("last_error"), p=bad_ppid)).startswith("KeyError")
+        for _ in range(MAX_APPLY_ATTEMPTS - 1):
+            await payments.worker.apply_webhooks()
+        assert await payments.scalar(row.format("attempts"), p=bad_ppid) == MAX_APPLY_ATTEMPTS
+        assert await payments.scalar(row.format("status"), p=bad_ppid) == "failed"
+        assert (await get(payments, bad))["status"] == "requires_action"  # nothing of it was applied
 
     async def test_webhook_for_unknown_payment_is_kept_as_orphaned(self, payments: PaymentsEnv) -> None:
         state = payments.emulators.state("tbank")

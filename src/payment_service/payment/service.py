@@ -624,12 +624,12 @@ async def find_attempt_by_provider_id(
     return await repository.attempt_by_provider_id(session, provider, provider_payment_id)
 
 
-async def apply_webhook(session: AsyncSession, *, attempt_id: uuid.UUID, result: ProviderResult, now: datetime) -> bool:
-    """Apply a verified provider notification to its attempt (locks the payment). Idempotent."""
-    attempt = await repository.attempt(session, attempt_id)
-    if attempt is None:
-        raise PaymentNotFound(f"attempt {attempt_id} not found")
-    payment, attempt = await _load(session, attempt.payment_id, attempt_id, lock=True)
+async def apply_webhook(
+    session: AsyncSession, *, payment_id: uuid.UUID, attempt_id: uuid.UUID, result: ProviderResult, now: datetime
+) -> bool:
+    """Apply a verified provider notification to its attempt (locks the payment and reads it again
+    with its attempts: what the caller found before the lock may be stale). Idempotent."""
+    payment, attempt = await _load(session, payment_id, attempt_id, lock=True)
     return await apply_provider_result(session, payment=payment, attempt=attempt, result=result, now=now)
 
 

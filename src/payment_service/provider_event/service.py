@@ -24,6 +24,7 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from payment_service.errors import NotFound, ServiceUnavailable, Unauthorized
+from payment_service.models.payment import ProviderEvent as StoredEvent
 from payment_service.models.payment import ProviderEventStatus
 from payment_service.payment import service as payment_service
 from payment_service.provider_event import repository
@@ -178,87 +179,105 @@ async def receive(
 
 
 async def process_received(session: AsyncSession, *, now: datetime, limit: int = 100) -> int:
-    """Apply stored payment events, then refund events (in this transaction). Returns how many were handled."""
+    """Apply stored payment events, then refund events (in this transaction). Returns how many were handled.
+
+    Both kinds are claimed in one statement; each event's attempt counter is written with its
+    outcome (one UPDATE: an earlier write would be flushed before the savepoint for nothing, since
+    the whole run commits or rolls back together)."""
+    claimed = await repository.claim_received(
+        session, kinds=(str(EventKind.payment), str(EventKind.refund)), limit=limit
+    )
     handled = 0
-    for event in await repository.claim_received(session, kind=str(EventKind.payment), limit=limit):
-        event.attempts += 1
-        attempt = None
-        if event.attempt_id:
-            try:
-                attempt = await payment_service.find_attempt(session, attempt_id=uuid.UUID(event.attempt_id))
-            except ValueError:
-                attempt = None
-        if attempt is None:
-            attempt = await payment_service.find_attempt_by_provider_id(
-                session, provider=event.provider, provider_payment_id=event.provider_payment_id
-            )
-        if attempt is None or not event.summary:
-            event.status = ProviderEventStatus.orphaned
-            event.processed_at = now
-            WEBHOOKS.labels(event.provider, "orphaned").inc()
-            log.error(
-                "webhook_for_unknown_payment",
-                provider=event.provider,
-                external_id=event.external_id,
-                provider_payment_id=event.provider_payment_id,
-            )
-            continue
+    for event in claimed:
+        if event.kind == str(EventKind.payment):
+            handled += await _process_payment_event(session, event, now=now)
+    for event in claimed:
+        if event.kind == str(EventKind.refund):
+            handled += await _process_refund_event(session, event, now=now)
+    return handled
+
+
+async def _process_payment_event(session: AsyncSession, event: StoredEvent, *, now: datetime) -> int:
+    attempt = None
+    if event.attempt_id:
         try:
-            async with session.begin_nested():  # one bad event must not block the others
-                await payment_service.apply_webhook(
-                    session, attempt_id=attempt.id, result=restore(event.summary), now=now
-                )
-        except Exception as exc:
-            event.last_error = f"{type(exc).__name__}: {exc}"[:2000]
-            if event.attempts >= MAX_APPLY_ATTEMPTS:
-                event.status = ProviderEventStatus.failed
-                WEBHOOKS.labels(event.provider, "apply_failed").inc()
-            log.exception("webhook_apply_failed", provider=event.provider, external_id=event.external_id)
-            continue
-        event.status = ProviderEventStatus.processed
+            attempt = await payment_service.find_attempt(session, attempt_id=uuid.UUID(event.attempt_id))
+        except ValueError:
+            attempt = None
+    if attempt is None:
+        attempt = await payment_service.find_attempt_by_provider_id(
+            session, provider=event.provider, provider_payment_id=event.provider_payment_id
+        )
+    if attempt is None or not event.summary:
+        event.attempts += 1
+        event.status = ProviderEventStatus.orphaned
         event.processed_at = now
-        handled += 1
-    return handled + await _process_refund_events(session, now=now, limit=limit)
+        WEBHOOKS.labels(event.provider, "orphaned").inc()
+        log.error(
+            "webhook_for_unknown_payment",
+            provider=event.provider,
+            external_id=event.external_id,
+            provider_payment_id=event.provider_payment_id,
+        )
+        return 0
+    try:
+        async with session.begin_nested():  # one bad event must not block the others
+            await payment_service.apply_webhook(
+                session,
+                payment_id=attempt.payment_id,
+                attempt_id=attempt.id,
+                result=restore(event.summary),
+                now=now,
+            )
+    except Exception as exc:
+        event.attempts += 1
+        event.last_error = f"{type(exc).__name__}: {exc}"[:2000]
+        if event.attempts >= MAX_APPLY_ATTEMPTS:
+            event.status = ProviderEventStatus.failed
+            WEBHOOKS.labels(event.provider, "apply_failed").inc()
+        log.exception("webhook_apply_failed", provider=event.provider, external_id=event.external_id)
+        return 0
+    event.attempts += 1
+    event.status = ProviderEventStatus.processed
+    event.processed_at = now
+    return 1
 
 
-async def _process_refund_events(session: AsyncSession, *, now: datetime, limit: int) -> int:
-    """Apply stored refund events through ``refund.service`` (matched by the provider refund id).
+async def _process_refund_event(session: AsyncSession, event: StoredEvent, *, now: datetime) -> int:
+    """Apply a stored refund event through ``refund.service`` (matched by the provider refund id).
 
     An event whose refund we cannot match yet stays ``received`` (our own answer from the provider
     may not be committed yet) and becomes ``orphaned`` after MAX_APPLY_ATTEMPTS runs; the refund
     status sync resolves the refund regardless.
     """
-    handled = 0
-    for event in await repository.claim_received(session, kind=str(EventKind.refund), limit=limit):
-        event.attempts += 1
-        try:
-            result = RefundResult(
-                provider=event.provider,
-                provider_refund_id=str(event.summary["provider_refund_id"]),
-                provider_payment_id=event.provider_payment_id,
-                status=ProviderRefundStatus(event.summary["status"]),
-                amount_minor=int(event.summary["amount_minor"]),
-                currency=str(event.summary["currency"]),
-            )
-            async with session.begin_nested():
-                found = await refund_service.apply_provider_refund(
-                    session, provider=event.provider, result=result, now=now
-                )
-        except Exception as exc:
-            event.last_error = f"{type(exc).__name__}: {exc}"[:2000]
-            if event.attempts >= MAX_APPLY_ATTEMPTS:
-                event.status = ProviderEventStatus.failed
-                WEBHOOKS.labels(event.provider, "apply_failed").inc()
-            log.exception("webhook_apply_failed", provider=event.provider, external_id=event.external_id)
-            continue
-        if not found:
-            if event.attempts >= MAX_APPLY_ATTEMPTS:
-                event.status = ProviderEventStatus.orphaned
-                event.processed_at = now
-                WEBHOOKS.labels(event.provider, "orphaned").inc()
-                log.error("webhook_for_unknown_refund", provider=event.provider, external_id=event.external_id)
-            continue
-        event.status = ProviderEventStatus.processed
-        event.processed_at = now
-        handled += 1
-    return handled
+    attempts = event.attempts + 1  # written with the outcome: no UPDATE flushed before the savepoint
+    try:
+        result = RefundResult(
+            provider=event.provider,
+            provider_refund_id=str(event.summary["provider_refund_id"]),
+            provider_payment_id=event.provider_payment_id,
+            status=ProviderRefundStatus(event.summary["status"]),
+            amount_minor=int(event.summary["amount_minor"]),
+            currency=str(event.summary["currency"]),
+        )
+        async with session.begin_nested():
+            found = await refund_service.apply_provider_refund(session, provider=event.provider, result=result, now=now)
+    except Exception as exc:
+        event.attempts = attempts
+        event.last_error = f"{type(exc).__name__}: {exc}"[:2000]
+        if event.attempts >= MAX_APPLY_ATTEMPTS:
+            event.status = ProviderEventStatus.failed
+            WEBHOOKS.labels(event.provider, "apply_failed").inc()
+        log.exception("webhook_apply_failed", provider=event.provider, external_id=event.external_id)
+        return 0
+    event.attempts = attempts
+    if not found:
+        if event.attempts >= MAX_APPLY_ATTEMPTS:
+            event.status = ProviderEventStatus.orphaned
+            event.processed_at = now
+            WEBHOOKS.labels(event.provider, "orphaned").inc()
+            log.error("webhook_for_unknown_refund", provider=event.provider, external_id=event.external_id)
+        return 0
+    event.status = ProviderEventStatus.processed
+    event.processed_at = now
+    return 1
