@@ -92,6 +92,20 @@ class TestLongPoll:
         assert r.json()["status"] == "succeeded"
         assert (notify_only.waiting, limiter.parked, limiter.in_flight) == (0, 0, 0)
 
+    async def test_a_long_poll_while_the_server_drains_is_answered_at_once_and_counted(
+        self, payments: PaymentsEnv, notify_only: ChangeListener
+    ) -> None:
+        pid = await requires_action(payments)
+        before = REGISTRY.get_sample_value("payment_long_polls_total", {"outcome": "stopping"}) or 0.0
+        notify_only.stop_waiting()
+
+        r = await asyncio.wait_for(long_poll(payments, pid, wait=25), 5)
+
+        assert r.status_code == 200
+        assert r.json()["status"] == "requires_action"
+        assert r.headers["connection"] == "close"  # the next long-poll goes to another instance
+        assert REGISTRY.get_sample_value("payment_long_polls_total", {"outcome": "stopping"}) == before + 1
+
     async def test_a_change_committed_between_the_read_and_the_wait_still_wakes_it(
         self, payments: PaymentsEnv, notify_only: ChangeListener, monkeypatch: pytest.MonkeyPatch
     ) -> None:

@@ -226,7 +226,10 @@ async def get_when_changed(
         except TooManyWaiters as exc:
             raise (TooManyLongPolls() if exc.per_owner else LongPollsAtCapacity()) from None
         payment = await get(session, principal=principal, payment_id=payment_id)
-        if changed is None or payment.status in TERMINAL_PAYMENT:
+        if payment.status in TERMINAL_PAYMENT:
+            return payment
+        if changed is None:  # the server drains: answered at once, counted as the waits it ends
+            LONG_POLLS.labels(outcome="stopping").inc()
             return payment
         seen = (payment.status, payment.action)
         await release(session)
