@@ -21,7 +21,7 @@ import httpx
 import psutil
 import pytest
 import redis
-from pydantic import SecretStr
+from pydantic import SecretStr, ValidationError
 
 from payment_service.config import Settings
 from payment_service.devstack import (
@@ -38,6 +38,7 @@ from payment_service.devstack import (
     stop_processes,
 )
 from payment_service.devstack.launcher import emulator_base_urls
+from payment_service.providers.settings import SberSettings
 
 ROOT = Path(__file__).resolve().parent.parent
 ADMIN_URL = os.environ.get("PAYMENT_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -158,6 +159,13 @@ class TestDevFiles:
         assert set(origins) == {s.name.removeprefix("emulator-") for s in specs}
         port = yookassa.argv[yookassa.argv.index("--port") + 1]
         assert origins["yookassa"] == f"http://127.0.0.1:{port}"
+        page = next(s for s in specs if s.name == "emulator-sber").exports["PAYMENT_PROVIDERS__SBER__PAYMENT_PAGE_URL"]
+        assert page.startswith(origins["sber"] + "/payment/merchants/")  # where the emulator's formUrl points
+        assert SberSettings(payment_page_url=page).payment_page_url == page
+
+    def test_a_sber_page_address_must_say_where_the_order_id_goes(self) -> None:
+        with pytest.raises(ValidationError, match="md_order"):
+            SberSettings(payment_page_url="https://securepayments.sberbank.ru/payment/merchants/shop/payment_ru.html")
 
 
 class TestEmbeddedRedis:

@@ -532,6 +532,32 @@ class TestProviderAnswerKept:
         assert len(calls) == 2
         await paid_once_at_tbank(payments, body["id"])
 
+    async def test_a_lost_sber_page_is_rebuilt_from_the_order_id_when_its_address_is_configured(
+        self, payments: PaymentsEnv, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        # Sber refuses a second registration and its status read has no formUrl; with the page
+        # address configured the sync gives the customer the page of the order already registered
+        registry = payments.resources.providers
+        assert registry is not None
+        page = "http://sber.emu/payment/merchants/emulator/payment_ru.html?mdOrder={md_order}"
+        monkeypatch.setattr(registry.settings.sber, "payment_page_url", page)
+        calls = first_create_answer_lost(payments, monkeypatch, "sber")
+        body = (await create(payments, provider="sber")).json()
+        assert body["attempts"][0]["status"] == "unknown"
+
+        await payments.scalar("UPDATE payment_attempts SET next_sync_at = now() - interval '1 second' RETURNING 1")
+        await payments.worker.sync()
+
+        assert len(calls) == 2
+        md_order = await provider_id(payments, body["id"])
+        after = await get(payments, body["id"])
+        assert after["status"] == "requires_action"
+        assert after["action"]["url"] == page.replace("{md_order}", md_order)  # what register.do answered first
+        assert len(payments.emulators.state("sber").orders) == 1  # the one order, not a second
+        await payments.pay("sber", md_order, card_number=None, outcome=None)
+        assert await payments.worker.apply_webhooks() >= 1
+        assert (await get(payments, body["id"]))["status"] == "succeeded"
+
     async def test_without_a_new_page_to_be_had_the_sync_still_lets_the_payment_expire(
         self, payments: PaymentsEnv, monkeypatch: pytest.MonkeyPatch
     ) -> None:

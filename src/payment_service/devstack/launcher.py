@@ -184,6 +184,10 @@ def extra_processes(settings: Settings) -> list[ChildSpec]:
         exports = {f"PAYMENT_PROVIDERS__{name.upper()}__BASE_URL": base + path}
         if name == "yookassa":  # its notifications come from loopback here, not YooKassa's networks
             exports["PAYMENT_PROVIDERS__YOOKASSA__WEBHOOK_IP_ALLOWLIST"] = '["127.0.0.1/32", "::1/128"]'
+        if name == "sber":  # where the emulator's formUrl points (merchant "emulator")
+            exports["PAYMENT_PROVIDERS__SBER__PAYMENT_PAGE_URL"] = (
+                f"{base}/payment/merchants/emulator/payment_ru.html?mdOrder={{md_order}}"
+            )
         specs.append(
             ChildSpec(
                 name=f"emulator-{name}",

@@ -7,7 +7,7 @@ Credentials are NOT here: they come from Vault (``resources.provider_credentials
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 from payment_service.providers.ports import PaymentMethod
 
@@ -75,6 +75,23 @@ class SberSettings(ProviderSettings):
     priority: int = 30
     methods: list[PaymentMethod] = Field(default_factory=lambda: [PaymentMethod.bank_card])
     callback_max_age_seconds: int = 0
+    payment_page_url: str | None = Field(
+        None,
+        description=(
+            "The payment page of an order, '{md_order}' standing for its id, as the merchant's "
+            "register.do answers show it (formUrl), e.g. 'https://securepayments.sberbank.ru/payment/"
+            "merchants/<merchant>/payment_ru.html?mdOrder={md_order}'. Used only when the answer "
+            "of register.do was lost and the order is read back (its status has no formUrl); "
+            "unset, such an order has no page and the payment expires"
+        ),
+    )
+
+    @field_validator("payment_page_url")
+    @classmethod
+    def _names_the_order(cls, value: str | None) -> str | None:
+        if value is not None and "{md_order}" not in value:
+            raise ValueError("must contain '{md_order}' where the order id goes")
+        return value
 
 
 class QiwiSettings(ProviderSettings):

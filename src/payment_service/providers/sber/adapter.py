@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
@@ -207,9 +208,13 @@ class SberProvider:
             except SberApiError as exc:
                 if exc.code != "1":
                     raise
-                # orderNumber already registered: a repeat of this very attempt; read it back
+                # orderNumber already registered: a repeat of this very attempt (the first
+                # answer was lost); read it back, with its page when we know how it is addressed
                 status = await self.client.status(order_number=request.idempotency_key)
-                return self._checked(to_result(status, order_id=status.md_order()), request, status)
+                md_order = status.md_order()
+                return self._checked(
+                    to_result(status, order_id=md_order, action=self._page_of(md_order)), request, status
+                )
             action = CustomerAction(ActionType.redirect, url=reg.formUrl)
             try:
                 status = await self.client.status(order_id=reg.orderId)
@@ -227,6 +232,13 @@ class SberProvider:
             return self._checked(to_result(status, order_id=reg.orderId, action=action), request, status)
         except Exception as exc:
             raise map_error(exc, "create") from exc
+
+    def _page_of(self, md_order: str | None) -> CustomerAction | None:
+        """The order's payment page rebuilt from ``payment_page_url`` (status reads carry no formUrl)."""
+        template = self.settings.payment_page_url
+        if not md_order or template is None:
+            return None
+        return CustomerAction(ActionType.redirect, url=template.replace("{md_order}", quote(md_order, safe="")))
 
     @staticmethod
     def _checked(result: ProviderResult, request: ChargeRequest, status: SberOrderStatus) -> ProviderResult:
