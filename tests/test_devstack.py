@@ -163,9 +163,18 @@ class TestDevFiles:
         assert page.startswith(origins["sber"] + "/payment/merchants/")  # where the emulator's formUrl points
         assert SberSettings(payment_page_url=page).payment_page_url == page
 
-    def test_a_sber_page_address_must_say_where_the_order_id_goes(self) -> None:
-        with pytest.raises(ValidationError, match="md_order"):
-            SberSettings(payment_page_url="https://securepayments.sberbank.ru/payment/merchants/shop/payment_ru.html")
+    @pytest.mark.parametrize(
+        "page",
+        [
+            "https://securepayments.sberbank.ru/payment/merchants/shop/payment_ru.html",  # no order id
+            "https://securepayments.sberbank.ru/payment/merchants/shop/payment_ru.html?mdOrder={md_order}&x={md_order}",
+            "/payment/merchants/shop/payment_ru.html?mdOrder={md_order}",  # relative
+            "javascript:alert(1)//{md_order}",
+        ],
+    )
+    def test_a_sber_page_address_is_an_absolute_url_with_one_order_id(self, page: str) -> None:
+        with pytest.raises(ValidationError, match=r"md_order|absolute"):
+            SberSettings(payment_page_url=page)
 
 
 class TestEmbeddedRedis:

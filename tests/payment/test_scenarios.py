@@ -320,6 +320,35 @@ class TestWebhooks:
         assert await payments.scalar(row.format("status"), p=bad_ppid) == "failed"
         assert (await get(payments, bad))["status"] == "requires_action"  # nothing of it was applied
 
+    async def test_a_write_that_fails_inside_an_events_savepoint_is_undone_and_the_event_counted(
+        self, payments: PaymentsEnv, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        pid = (await create(payments, provider="tbank", amount="499.03")).json()["id"]
+        ppid = await provider_id(payments, pid)
+        await payments.pay("tbank", ppid, card_number=None, outcome=None)
+        real = payment_service.apply_webhook
+
+        async def applied_then_failed(session: Any, **kw: Any) -> bool:
+            await real(session, **kw)  # books the charge and marks the payment succeeded...
+            await session.flush()
+            await session.execute(text("SELECT 1 / 0"))  # ...then the database refuses a statement
+            return True
+
+        monkeypatch.setattr(payment_service, "apply_webhook", applied_then_failed)
+        await payments.worker.apply_webhooks()
+
+        assert (await get(payments, pid))["status"] == "requires_action"  # the savepoint undid it all
+        assert await payments.balance("platform:order_clearing") == 0
+        counted = "SELECT attempts, last_error FROM provider_events WHERE provider_payment_id = :p"
+        async with payments.resources.engine.begin() as conn:
+            rows = (await conn.execute(text(counted), {"p": ppid})).all()
+        assert rows
+        assert all(r.attempts == 1 and "division by zero" in r.last_error for r in rows)
+        monkeypatch.setattr(payment_service, "apply_webhook", real)
+        await payments.worker.apply_webhooks()  # the next run applies them
+        assert (await get(payments, pid))["status"] == "succeeded"
+        assert await payments.balance("platform:order_clearing") == 49_903
+
     async def test_webhook_for_unknown_payment_is_kept_as_orphaned(self, payments: PaymentsEnv) -> None:
         state = payments.emulators.state("tbank")
         pid = (await create(payments, provider="tbank")).json()["id"]

@@ -16,7 +16,8 @@ LATE_SUCCESS = Counter(
 )
 LONG_POLLS = Counter(
     "payment_long_polls_total",
-    "Long-polls of a payment that waited, by how the wait ended: changed, deadline, stopping (the "
-    "server drains) or client_gone (the client disconnected)",
+    "Long-polls of a payment that was not final, by how the wait ended: changed, deadline, stopping "
+    "(the server drains; also polls answered at once for that reason) or client_gone (the client "
+    "disconnected)",
     ["outcome"],
 )

@@ -543,7 +543,7 @@ async def _resume(session: AsyncSession, *, payment: Payment, providers: Provide
     decline, a page) is applied. The create is called (again) only when the provider has nothing,
     or nothing the customer can use: YooKassa and the mobile aggregator dedupe on the attempt id
     and replay their answer; Sber refuses the repeated order number and the adapter reads the
-    order back (without its page); T-Bank creates a second payment, whose page the customer gets
+    order back (its page only where ``providers.sber.payment_page_url`` says how it is addressed); T-Bank creates a second payment, whose page the customer gets
     (the first one's page was never seen, and money on it is booked for a refund, never merged).
     An ``unknown`` attempt is left to the status sync, which also reads the status first.
     """
@@ -1399,8 +1399,8 @@ async def sync_attempt(
                 payment, attempt = await _load(session, attempt.payment_id, attempt_id, lock=True)
                 if again is not None and not _page_lost(payment, attempt, again):
                     result = again
-            # else no new page to be had (expiring; Sber refuses a second registration of the
-            # order; the call failed): what the provider said is applied after all, so that the
+            # else no new page to be had (expiring; Sber without ``payment_page_url`` when it
+            # refuses a second registration of the order; the call failed): what the provider said is applied after all, so that the
             # payment leaves ``unknown`` and can expire (an unknown outcome is never expired)
         else:
             # Asked again like an attempt waiting for its customer, not at the pace of unknown

@@ -64,11 +64,11 @@ async def insert(
     return row
 
 
-async def claim_received(session: AsyncSession, *, kinds: Sequence[str], limit: int) -> Sequence[ProviderEvent]:
-    """The oldest received events of these kinds, locked (others' claims skipped)."""
+async def claim_received(session: AsyncSession, *, kind: str, limit: int) -> Sequence[ProviderEvent]:
+    """The oldest received events of this kind, locked (others' claims skipped)."""
     stmt = (
         select(ProviderEvent)
-        .where(ProviderEvent.status == ProviderEventStatus.received, ProviderEvent.kind.in_(kinds))
+        .where(ProviderEvent.status == ProviderEventStatus.received, ProviderEvent.kind == kind)
         .order_by(ProviderEvent.received_at)
         .limit(limit)
         .with_for_update(skip_locked=True)

@@ -179,25 +179,23 @@ async def receive(
 
 
 async def process_received(session: AsyncSession, *, now: datetime, limit: int = 100) -> int:
-    """Apply stored payment events, then refund events (in this transaction). Returns how many were handled.
+    """Apply stored payment events, then refund events (in this transaction), up to ``limit`` of
+    each kind (a kind's backlog of events waiting to be retried never holds the other up).
+    Returns how many were handled.
 
-    Both kinds are claimed in one statement; each event's attempt counter is written with its
-    outcome (one UPDATE: an earlier write would be flushed before the savepoint for nothing, since
-    the whole run commits or rolls back together)."""
-    claimed = await repository.claim_received(
-        session, kinds=(str(EventKind.payment), str(EventKind.refund)), limit=limit
-    )
+    Each event's attempt counter is written together with its outcome: one UPDATE per event (an
+    earlier write would only be flushed before the savepoint for nothing; the run commits or rolls
+    back as a whole)."""
     handled = 0
-    for event in claimed:
-        if event.kind == str(EventKind.payment):
-            handled += await _process_payment_event(session, event, now=now)
-    for event in claimed:
-        if event.kind == str(EventKind.refund):
-            handled += await _process_refund_event(session, event, now=now)
+    for event in await repository.claim_received(session, kind=str(EventKind.payment), limit=limit):
+        handled += await _process_payment_event(session, event, now=now)
+    for event in await repository.claim_received(session, kind=str(EventKind.refund), limit=limit):
+        handled += await _process_refund_event(session, event, now=now)
     return handled
 
 
 async def _process_payment_event(session: AsyncSession, event: StoredEvent, *, now: datetime) -> int:
+    attempts = event.attempts + 1  # read before the savepoint, written with the outcome
     attempt = None
     if event.attempt_id:
         try:
@@ -209,7 +207,7 @@ async def _process_payment_event(session: AsyncSession, event: StoredEvent, *, n
             session, provider=event.provider, provider_payment_id=event.provider_payment_id
         )
     if attempt is None or not event.summary:
-        event.attempts += 1
+        event.attempts = attempts
         event.status = ProviderEventStatus.orphaned
         event.processed_at = now
         WEBHOOKS.labels(event.provider, "orphaned").inc()
@@ -230,14 +228,14 @@ async def _process_payment_event(session: AsyncSession, event: StoredEvent, *, n
                 now=now,
             )
     except Exception as exc:
-        event.attempts += 1
+        event.attempts = attempts
         event.last_error = f"{type(exc).__name__}: {exc}"[:2000]
         if event.attempts >= MAX_APPLY_ATTEMPTS:
             event.status = ProviderEventStatus.failed
             WEBHOOKS.labels(event.provider, "apply_failed").inc()
         log.exception("webhook_apply_failed", provider=event.provider, external_id=event.external_id)
         return 0
-    event.attempts += 1
+    event.attempts = attempts
     event.status = ProviderEventStatus.processed
     event.processed_at = now
     return 1

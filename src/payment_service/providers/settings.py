@@ -7,6 +7,8 @@ Credentials are NOT here: they come from Vault (``resources.provider_credentials
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 from pydantic import BaseModel, Field, field_validator
 
 from payment_service.providers.ports import PaymentMethod
@@ -89,8 +91,13 @@ class SberSettings(ProviderSettings):
     @field_validator("payment_page_url")
     @classmethod
     def _names_the_order(cls, value: str | None) -> str | None:
-        if value is not None and "{md_order}" not in value:
-            raise ValueError("must contain '{md_order}' where the order id goes")
+        if value is None:
+            return None
+        if value.count("{md_order}") != 1:
+            raise ValueError("must contain '{md_order}' exactly once, where the order id goes")
+        filled = urlsplit(value.replace("{md_order}", "0"))
+        if filled.scheme not in ("https", "http") or not filled.netloc:
+            raise ValueError("must be an absolute http(s) URL")
         return value
 
 
