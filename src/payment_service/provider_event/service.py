@@ -228,17 +228,22 @@ async def _process_payment_event(session: AsyncSession, event: StoredEvent, *, n
                 now=now,
             )
     except Exception as exc:
-        event.attempts = attempts
-        event.last_error = f"{type(exc).__name__}: {exc}"[:2000]
-        if event.attempts >= MAX_APPLY_ATTEMPTS:
-            event.status = ProviderEventStatus.failed
-            WEBHOOKS.labels(event.provider, "apply_failed").inc()
-        log.exception("webhook_apply_failed", provider=event.provider, external_id=event.external_id)
+        _failed_once(event, exc, attempts)
         return 0
     event.attempts = attempts
     event.status = ProviderEventStatus.processed
     event.processed_at = now
     return 1
+
+
+def _failed_once(event: StoredEvent, exc: Exception, attempts: int) -> None:
+    """Record a failed application (its savepoint rolled back); failed for good after MAX_APPLY_ATTEMPTS."""
+    event.attempts = attempts
+    event.last_error = f"{type(exc).__name__}: {exc}"[:2000]
+    if event.attempts >= MAX_APPLY_ATTEMPTS:
+        event.status = ProviderEventStatus.failed
+        WEBHOOKS.labels(event.provider, "apply_failed").inc()
+    log.exception("webhook_apply_failed", provider=event.provider, external_id=event.external_id)
 
 
 async def _process_refund_event(session: AsyncSession, event: StoredEvent, *, now: datetime) -> int:
@@ -261,12 +266,7 @@ async def _process_refund_event(session: AsyncSession, event: StoredEvent, *, no
         async with session.begin_nested():
             found = await refund_service.apply_provider_refund(session, provider=event.provider, result=result, now=now)
     except Exception as exc:
-        event.attempts = attempts
-        event.last_error = f"{type(exc).__name__}: {exc}"[:2000]
-        if event.attempts >= MAX_APPLY_ATTEMPTS:
-            event.status = ProviderEventStatus.failed
-            WEBHOOKS.labels(event.provider, "apply_failed").inc()
-        log.exception("webhook_apply_failed", provider=event.provider, external_id=event.external_id)
+        _failed_once(event, exc, attempts)
         return 0
     event.attempts = attempts
     if not found:
