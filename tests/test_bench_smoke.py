@@ -109,3 +109,12 @@ def test_scenario_details_have_what_the_report_promises(report: dict[str, Any]) 
     assert s["outbox_lag_half"]["details"]["unpublished_after_settle"] == 0
     assert s["relay_drain"]["details"]["backlog"] > 0
     assert s["relay_drain"]["details"]["still_unpublished"] == 0
+
+    for name in ("http_overhead", "purchase", "posting", "posting_hot"):  # CPU per operation by process
+        cost = s[name]["details"]["cpu_ms_per_op"]
+        assert {"API", "Postgres", "worker", "load generator", "box"} <= cost.keys(), name
+        assert cost["API"] > 0, name
+        assert cost["load generator"] > 0, name
+        assert sum(v for k, v in cost.items() if k != "box") == pytest.approx(cost["box"], abs=0.01), name
+        assert s[name]["details"]["cpu_ms_allowed"] > 0, name
+    assert s["purchase"]["details"]["cpu_ms_per_op"]["emulators"] > 0
