@@ -33,6 +33,7 @@ from payment_service.devstack import (
     extra_processes,
     free_port,
     load_or_create_dev_env,
+    processes,
     read_env_file,
     spawn,
     stop_processes,
@@ -70,6 +71,23 @@ class TestFreePort:
         for port in ports:  # and each is free to bind
             with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
                 s.bind(("127.0.0.1", port))
+
+    def test_a_port_is_never_handed_out_twice_even_before_anyone_binds_it(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        picks = iter([24_000, 24_000, 24_000, 24_001])  # the random choice falls on the same port again
+
+        class Same:
+            def randrange(self, low: int, high: int) -> int:
+                return next(picks)
+
+        monkeypatch.setattr(processes, "_HANDED_OUT", set())
+        monkeypatch.setattr(processes, "_RANDOM", Same())
+        monkeypatch.setattr(processes, "_ephemeral_start", lambda: 32_768)
+
+        first, second = free_port(), free_port()  # nothing has bound the first one yet
+
+        assert (first, second) == (24_000, 24_001)
 
 
 class TestStopProcesses:

@@ -33,21 +33,35 @@ def free_port() -> int:
     Taken below the kernel's ephemeral range when that leaves room: a port the kernel can hand
     to an outgoing connection meanwhile (a busy test suite opens thousands) would be taken before
     the child binds it (seen: an emulator restarted in a loop on "address already in use"). Other
-    launchers choosing at random in the same range are the only competitors left.
+    launchers choosing at random in the same range are the only competitors left. A port is
+    never handed out twice by one process: the children bind theirs only once started, so two
+    choices in a row could otherwise fall on the same free port (seen: an emulator restarted in a
+    loop because another emulator of the same launcher held its port).
     """
     low, high = SERVICE_PORTS
     high = min(high, _ephemeral_start())
     for _ in range(50 if high - low >= 1000 else 0):
         port = _RANDOM.randrange(low, high)
+        if port in _HANDED_OUT:
+            continue
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
             try:
                 s.bind(("127.0.0.1", port))
             except OSError:
                 continue
+        _HANDED_OUT.add(port)
+        return port
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+        if port not in _HANDED_OUT:
+            _HANDED_OUT.add(port)
             return port
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+
+
+_HANDED_OUT: set[int] = set()
+"""Ports :func:`free_port` returned in this process (a launcher asks for a dozen, once)."""
 
 
 def _ephemeral_start() -> int:
