@@ -323,6 +323,31 @@ class TestConcurrency:
         events = await outbox(donations, "donation.processed")
         assert sorted(e["alert_seq"] for e in events) == list(range(1, 12))
 
+    async def test_donations_to_one_streamer_take_turns_in_the_process(
+        self, donations: DonationsEnv, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        await warm_up(donations, funds=10_00 + 160_00)
+        real = repository.create_from_wallet
+        running = most = 0
+
+        async def counted(*args: object, **kwargs: object) -> object:
+            nonlocal running, most
+            running += 1
+            most = max(most, running)
+            try:
+                await asyncio.sleep(0.02)  # long enough for every request to arrive meanwhile
+                return await real(*args, **kwargs)  # type: ignore[arg-type]
+            finally:
+                running -= 1
+
+        monkeypatch.setattr(repository, "create_from_wallet", counted)
+        answers = await asyncio.gather(*(donations.donate(method="wallet", amount="10.00") for _ in range(16)))
+
+        assert [a.status_code for a in answers] == [201] * 16, [a.text for a in answers if a.status_code != 201]
+        assert most == donation_service.STATEMENTS_PER_STREAMER  # the rest waited their turn, holding no connection
+        ids = sorted(a.json()["alert_id"] for a in answers)
+        assert ids == list(range(2, 18))
+
 
 class TestAtomic:
     async def test_a_failure_after_the_posting_leaves_nothing(self, donations: DonationsEnv) -> None:

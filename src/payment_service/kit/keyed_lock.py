@@ -1,0 +1,42 @@
+"""An asyncio semaphore per key (``holders`` at once; 1: a lock), kept only while someone uses it
+(no growth with the number of keys).
+
+For work that the database serializes on a row anyway: queueing the requests for the same key
+inside the process (first come, first served) keeps them from waiting on the row lock with a
+pooled connection each. Many backends waiting on one row cost CPU: with 64 transactions updating
+one row at once, Postgres and pgbench spent ≈ 0.85–1.0 ms of the box per transaction, against
+≈ 0.23 ms with 8 (docs/performance.md).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+
+class KeyedLock:
+    def __init__(self, holders: int = 1) -> None:
+        self.holders = holders
+        """How many may hold one key at once (1: a lock)."""
+        self._locks: dict[str, tuple[asyncio.Semaphore, int]] = {}
+
+    def __len__(self) -> int:
+        """Keys in use (held or waited for)."""
+        return len(self._locks)
+
+    @asynccontextmanager
+    async def hold(self, key: str) -> AsyncIterator[None]:
+        lock, users = self._locks.get(key, (None, 0))
+        if lock is None:
+            lock = asyncio.Semaphore(self.holders)
+        self._locks[key] = (lock, users + 1)  # counted before the wait: a waiter keeps the entry
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._locks[key]
+            if users <= 1:
+                del self._locks[key]
+            else:
+                self._locks[key] = (lock, users - 1)
