@@ -182,6 +182,18 @@ class DonationSettings(BaseModel):
     alert_publish_grace_seconds: float = Field(
         1.0, ge=0, description="Alerts not published this long after commit are published by the worker job"
     )
+    statements_per_streamer: int = Field(
+        4,
+        ge=1,
+        description=(
+            "Wallet donations to one streamer in Postgres at once from one API process; the rest "
+            "wait their turn in the process. Keep (API processes × this) near 8: a crowd of "
+            "backends waiting on the streamer's alert-position row costs Postgres CPU"
+        ),
+    )
+    turn_timeout_seconds: float = Field(
+        5.0, gt=0, description="A donation that waited this long for its streamer's turn is answered 503 database_busy"
+    )
 
     @model_validator(mode="after")
     def _streamer_gets_something(self) -> DonationSettings:

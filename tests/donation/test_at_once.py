@@ -344,9 +344,34 @@ class TestConcurrency:
         answers = await asyncio.gather(*(donations.donate(method="wallet", amount="10.00") for _ in range(16)))
 
         assert [a.status_code for a in answers] == [201] * 16, [a.text for a in answers if a.status_code != 201]
-        assert most == donation_service.STATEMENTS_PER_STREAMER  # the rest waited their turn, holding no connection
+        assert most == donations.resources.settings.donations.statements_per_streamer  # the others waited
         ids = sorted(a.json()["alert_id"] for a in answers)
         assert ids == list(range(2, 18))
+
+    async def test_a_donation_that_gets_no_turn_in_time_is_answered_503_with_nothing_written(
+        self, donations: DonationsEnv, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        await warm_up(donations)
+        monkeypatch.setattr(donations.resources.settings.donations, "statements_per_streamer", 1)
+        monkeypatch.setattr(donations.resources.settings.donations, "turn_timeout_seconds", 0.2)
+        real = repository.create_from_wallet
+        release = asyncio.Event()
+
+        async def stuck(*args: object, **kwargs: object) -> object:
+            await release.wait()  # the turn's holder takes long (a slow statement)
+            return await real(*args, **kwargs)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(repository, "create_from_wallet", stuck)
+        first = asyncio.create_task(donations.donate(method="wallet", amount="10.00"))
+        await asyncio.sleep(0.05)
+        second = await donations.donate(method="wallet", amount="10.00")
+        release.set()
+
+        assert second.status_code == 503, second.text
+        assert second.json()["code"] == "database_busy"
+        assert second.headers.get("retry-after")
+        assert (await first).status_code == 201
+        assert await donations.scalar("SELECT count(*) FROM donations") == 2  # the warm-up's and the first
 
 
 class TestAtomic:

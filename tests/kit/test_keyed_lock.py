@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from payment_service.kit.keyed_lock import KeyedLock
+from payment_service.kit.keyed_lock import KeyBusy, KeyedLock
 
 
 async def test_holders_of_one_key_take_turns_in_arrival_order_and_other_keys_do_not_wait() -> None:
@@ -64,3 +64,43 @@ async def test_an_entry_survives_while_someone_waits_and_goes_with_an_error_or_a
     with pytest.raises(RuntimeError):
         await failing()
     assert len(turns) == 0
+
+
+async def test_a_wait_past_its_timeout_gives_up_and_a_holder_cancelled_inside_frees_its_place() -> None:
+    turns = KeyedLock()
+    inside = asyncio.Event()
+
+    async def holder() -> None:
+        async with turns.hold("k"):
+            inside.set()
+            await asyncio.sleep(30)
+
+    held = asyncio.create_task(holder())
+    await inside.wait()
+    with pytest.raises(KeyBusy):
+        async with turns.hold("k", timeout=0.05):
+            raise AssertionError("never inside")
+    held.cancel()  # cancelled while holding
+    with pytest.raises(asyncio.CancelledError):
+        await held
+    async with turns.hold("k", timeout=0.5):  # its place is free again
+        assert len(turns) == 1
+    assert len(turns) == 0
+
+
+async def test_the_first_user_of_a_key_fixes_its_places() -> None:
+    turns = KeyedLock()
+    gate = asyncio.Event()
+    inside = 0
+
+    async def user() -> None:
+        nonlocal inside
+        async with turns.hold("k", holders=3):
+            inside += 1
+            await gate.wait()
+
+    tasks = [asyncio.create_task(user()) for _ in range(5)]
+    await asyncio.sleep(0.01)
+    assert inside == 3
+    gate.set()
+    await asyncio.gather(*tasks)

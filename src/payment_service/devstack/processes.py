@@ -40,28 +40,34 @@ def free_port() -> int:
     """
     low, high = SERVICE_PORTS
     high = min(high, _ephemeral_start())
-    for _ in range(50 if high - low >= 1000 else 0):
-        port = _RANDOM.randrange(low, high)
-        if port in _HANDED_OUT:
-            continue
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-        _HANDED_OUT.add(port)
-        return port
-    while True:
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-            s.bind(("127.0.0.1", 0))
-            port = int(s.getsockname()[1])
-        if port not in _HANDED_OUT:
-            _HANDED_OUT.add(port)
-            return port
+    with _HANDING_OUT:
+        for _ in range(50 if high - low >= 1000 else 0):
+            port = _RANDOM.randrange(low, high)
+            if port not in _HANDED_OUT and _bindable(port):
+                _HANDED_OUT.add(port)
+                return port
+        for _ in range(100):  # the kernel's choice: an ephemeral port
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+                s.bind(("127.0.0.1", 0))
+                port = int(s.getsockname()[1])
+            if port not in _HANDED_OUT:
+                _HANDED_OUT.add(port)
+                return port
+    raise RuntimeError("no free port found on 127.0.0.1")
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
 _HANDED_OUT: set[int] = set()
 """Ports :func:`free_port` returned in this process (a launcher asks for a dozen, once)."""
+_HANDING_OUT = threading.Lock()
 
 
 def _ephemeral_start() -> int:

@@ -38,7 +38,7 @@ from payment_service.donation.schemas import WALLET, AlertFrame, DonationCreate,
 from payment_service.errors import AppError, Conflict, DatabaseBusy, Forbidden, NotFound, Unauthorized, Unprocessable
 from payment_service.kit import idempotency
 from payment_service.kit.clock import Clock
-from payment_service.kit.keyed_lock import KeyedLock
+from payment_service.kit.keyed_lock import KeyBusy, KeyedLock
 from payment_service.kit.money import InvalidAmount, Money, MoneyValue, UnknownCurrency
 from payment_service.ledger import accounts
 from payment_service.ledger import service as ledger_service
@@ -351,13 +351,12 @@ _FALL_BACK_SQLSTATES = ledger_service.RETRYABLE_SQLSTATES | {"23505"}
 path sorts it out (a unique violation is not expected: it is logged)."""
 
 
-STATEMENTS_PER_STREAMER = 4
-"""Wallet donations to one streamer in flight in Postgres at once from one process; the rest wait
-their turn in the process (:func:`create_from_wallet_at_once`). A few overlap their ledger posting
-with the one holding the streamer's row; 64 at once (a closed loop on one streamer, 2 API
-processes) cost Postgres 1.75 ms per donation against 1.06–1.10 ms with 2–4 per process, and
-throughput rose from 393–531/s to 625–645/s (docs/performance.md)."""
-_STREAMER_TURNS = KeyedLock(STATEMENTS_PER_STREAMER)
+_STREAMER_TURNS = KeyedLock()
+"""One-statement wallet donations to one streamer in Postgres at once from this process
+(``donations.statements_per_streamer``); the rest wait their turn here. A few overlap their ledger
+posting with the one holding the streamer's row; 64 at once (a closed loop on one streamer, 2 API
+processes) cost Postgres 1.75 ms per donation against 1.06–1.33 ms with 2–4 per process
+(docs/performance.md). The general path (rare: anything but a plain success) takes no turn."""
 
 
 async def create_from_wallet_at_once(
@@ -413,7 +412,12 @@ async def create_from_wallet_at_once(
         # position row is locked until COMMIT, and a crowd of backends waiting on it costs
         # Postgres CPU (a donation storm to one streamer); queued here they hold no pooled
         # connection either
-        async with _STREAMER_TURNS.hold(donation.streamer_id), acquire() as conn:
+        async with (
+            _STREAMER_TURNS.hold(
+                donation.streamer_id, timeout=settings.turn_timeout_seconds, holders=settings.statements_per_streamer
+            ),
+            acquire() as conn,
+        ):
             for first_try in (True, False):
                 outcome = await repository.create_from_wallet(
                     conn,
@@ -434,6 +438,8 @@ async def create_from_wallet_at_once(
                 # ledger opens the accounts (its own statement: an empty account is harmless even
                 # if the donation then fails), and the same statement runs again.
                 await ledger_service.ensure_accounts(conn, transfer.accounts)
+    except KeyBusy:  # no turn in time: the streamer's queue in this process is too long
+        raise DatabaseBusy() from None
     except _CONNECTION_ERRORS as exc:
         log.warning("donation_at_once_connection_lost", error=repr(exc))
         return "connection_lost"

@@ -15,10 +15,16 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 
+class KeyBusy(Exception):
+    """No place on the key came within the timeout."""
+
+
 class KeyedLock:
+    """Not re-entrant: a task that holds a key and asks for it again takes a second place."""
+
     def __init__(self, holders: int = 1) -> None:
         self.holders = holders
-        """How many may hold one key at once (1: a lock)."""
+        """How many may hold one key at once (1: a lock); a key's limit is fixed while it is in use."""
         self._locks: dict[str, tuple[asyncio.Semaphore, int]] = {}
 
     def __len__(self) -> int:
@@ -26,14 +32,25 @@ class KeyedLock:
         return len(self._locks)
 
     @asynccontextmanager
-    async def hold(self, key: str) -> AsyncIterator[None]:
+    async def hold(self, key: str, *, timeout: float | None = None, holders: int | None = None) -> AsyncIterator[None]:
+        """Hold ``key`` (one of ``holders`` places, default :attr:`holders`). Raises :class:`KeyBusy`
+        when no place came within ``timeout`` seconds (the wait only, never what runs inside)."""
         lock, users = self._locks.get(key, (None, 0))
         if lock is None:
-            lock = asyncio.Semaphore(self.holders)
+            lock = asyncio.Semaphore(holders or self.holders)
         self._locks[key] = (lock, users + 1)  # counted before the wait: a waiter keeps the entry
         try:
-            async with lock:
+            if timeout is None:
+                await lock.acquire()
+            else:
+                try:
+                    await asyncio.wait_for(lock.acquire(), timeout)
+                except TimeoutError:
+                    raise KeyBusy(key) from None
+            try:
                 yield
+            finally:
+                lock.release()
         finally:
             lock, users = self._locks[key]
             if users <= 1:
