@@ -17,6 +17,7 @@ import orjson
 import pytest
 from prometheus_client import REGISTRY
 from sqlalchemy import text
+from structlog.testing import capture_logs
 
 from payment_service.auth import Principal, PrincipalKind
 from payment_service.db import asyncpg_dsn, transaction
@@ -364,12 +365,14 @@ class TestConcurrency:
         monkeypatch.setattr(repository, "create_from_wallet", stuck)
         first = asyncio.create_task(donations.donate(method="wallet", amount="10.00"))
         await asyncio.sleep(0.05)
-        second = await donations.donate(method="wallet", amount="10.00")
+        with capture_logs() as logged:
+            second = await donations.donate(method="wallet", amount="10.00")
         release.set()
 
         assert second.status_code == 503, second.text
         assert second.json()["code"] == "database_busy"
         assert second.headers.get("retry-after")
+        assert [e["streamer_id"] for e in logged if e["event"] == "donation_turn_timeout"] == [STREAMER]
         assert (await first).status_code == 201
         assert await donations.scalar("SELECT count(*) FROM donations") == 2  # the warm-up's and the first
 

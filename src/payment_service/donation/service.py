@@ -439,6 +439,7 @@ async def create_from_wallet_at_once(
                 # if the donation then fails), and the same statement runs again.
                 await ledger_service.ensure_accounts(conn, transfer.accounts)
     except KeyBusy:  # no turn in time: the streamer's queue in this process is too long
+        log.warning("donation_turn_timeout", streamer_id=donation.streamer_id)
         raise DatabaseBusy() from None
     except _CONNECTION_ERRORS as exc:
         log.warning("donation_at_once_connection_lost", error=repr(exc))
