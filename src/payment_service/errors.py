@@ -78,8 +78,9 @@ DATABASE_BUSY_RETRY_AFTER = 2
 
 
 class DatabaseBusy(ServiceUnavailable):
-    """No pooled connection became free in ``db.pool_timeout_seconds``, or a statement ran into its
-    timeout: overload, not a bug. Work a checkpoint committed before (a payment's attempt) is
+    """No pooled connection became free in ``db.pool_timeout_seconds``, a statement ran into its
+    timeout, or a donation got no turn on its streamer in ``donations.turn_timeout_seconds``:
+    overload, not a bug. Work a checkpoint committed before (a payment's attempt) is
     resumed by the retry with the same key."""
 
     code = "database_busy"

@@ -67,9 +67,9 @@ async def _closed(
 ) -> _Run:
     """Run the closed loop, with every process's CPU before and after."""
     jobs = _jobs(ctx, kind, connections, tokens, streamers or [])
-    before = await asyncio.to_thread(cpu.snapshot, ctx.stack)
+    before = await cpu.snapshot(ctx.stack)
     parts = await asyncio.to_thread(loadgen.run_jobs, jobs)
-    after = await asyncio.to_thread(cpu.snapshot, ctx.stack)
+    after = await cpu.snapshot(ctx.stack)
     return _Run(parts, min(p["started"] for p in parts), time.time(), before, after)
 
 
@@ -178,7 +178,7 @@ async def posting(ctx: Context, *, hot: bool) -> ScenarioResult:
         baseline=ctx.baseline,
         measured=_window(samples, started, ctx.plan.seconds),
     )
-    cost = _cpu_details(ctx, run, ratio=0.45, goal="0.45 a")
+    cost = _cpu_details(ctx, run, ratio=0.45, goal="the (uniform) posting goal 0.45 a" if hot else "0.45 a")
     if hot:
         result.details = {"connections": ctx.plan.connections, "streamer": POSTING_HOT_STREAMER, **cost}
     else:

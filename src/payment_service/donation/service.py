@@ -355,7 +355,7 @@ _STREAMER_TURNS = KeyedLock()
 """One-statement wallet donations to one streamer in Postgres at once from this process
 (``donations.statements_per_streamer``); the rest wait their turn here. A few overlap their ledger
 posting with the one holding the streamer's row; 64 at once (a closed loop on one streamer, 2 API
-processes) cost Postgres 1.75 ms per donation against 1.06–1.33 ms with 2–4 per process
+processes) cost Postgres 1.75 ms per donation against 1.06–1.38 ms with 2–4 per process
 (docs/performance.md). The general path (rare: anything but a plain success) takes no turn."""
 
 
@@ -382,7 +382,7 @@ async def create_from_wallet_at_once(
     then finds the key and replays). The caller then runs :func:`create` in a unit of work as
     usual, so every outcome other than success is exactly the general path's. ``render`` turns
     the processed donation (without its alert position) into the response body. Raises
-    DatabaseBusy on a statement timeout.
+    DatabaseBusy on a statement timeout, or when no turn on the streamer came in time.
     """
     if data.method != WALLET:
         return "not_wallet"
